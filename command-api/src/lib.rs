@@ -1,0 +1,84 @@
+//! command-api: authenticates, validates, runs commands against aggregates, appends their
+//! events to PostgreSQL and runs the outbox relay that publishes them to JetStream.
+
+pub mod config;
+pub mod http;
+pub mod relay;
+pub mod store;
+
+use anyhow::Context as _;
+use shared::http::Readiness;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use relay::{Relay, RelayConfig};
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    relay: Relay,
+    pool: PgPool,
+}
+
+impl Application {
+    /// Connects to PostgreSQL (running migrations) and NATS, and binds the listener
+    /// (port 0 picks a free one).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with(config, RelayConfig::default()).await
+    }
+
+    pub async fn build_with(config: Config, relay_config: RelayConfig) -> anyhow::Result<Self> {
+        let pool = store::connect(&config.database_url, config.database_max_connections).await?;
+        let nats = shared::nats::connect(&config.nats.url, "command-api").await?;
+        let js = async_nats::jetstream::new(nats.clone());
+        let relay = Relay::new(pool.clone(), js, config.nats.prefix.clone(), relay_config);
+
+        let readiness = Readiness::new()
+            .check("postgres", {
+                let pool = pool.clone();
+                move || {
+                    let pool = pool.clone();
+                    async move {
+                        sqlx::query("SELECT 1")
+                            .execute(&pool)
+                            .await
+                            .map(drop)
+                            .map_err(|e| e.to_string())
+                    }
+                }
+            })
+            .check("nats", move || {
+                let state = shared::nats::is_connected(&nats);
+                async move { state }
+            });
+        let router = http::router(http::AppState { pool: pool.clone() }, readiness);
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding COMMAND_API_ADDR {}", config.addr))?;
+        Ok(Self {
+            listener,
+            router,
+            relay,
+            pool,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn pool(&self) -> PgPool {
+        self.pool.clone()
+    }
+
+    /// Serves until `shutdown`, then drains requests and lets the relay finish its batch.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(address = %self.listener.local_addr()?, "command-api listening");
+        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
+        shared::http::serve(self.listener, self.router, shutdown).await?;
+        relay.await.context("the relay task panicked")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,72 @@
+//! The gap-safe high-water mark: the highest position below which no event can still appear.
+//!
+//! Positions come from a sequence, so transactions commit out of position order: a writer can
+//! take position 10, stall, and commit after another writer's 11. A relay that published 11
+//! and moved on would never publish 10. The relay therefore only reads up to a horizon `L`
+//! established like this:
+//!
+//! 1. read `L`, the sequence's last value;
+//! 2. then take a fresh transaction id `B` (`pg_current_xact_id()` in a statement of its own,
+//!    which commits at once): ids are handed out in increasing order, so every id assigned
+//!    before this moment is below `B`;
+//! 3. wait until no transaction with an id up to `B` is still running
+//!    (`pg_snapshot_xmin(pg_current_snapshot()) > B`).
+//!
+//! Why that suffices: the insert trigger forces every writer to take its transaction id
+//! *before* its position (see the migration). A transaction holding a position `p <= L` took
+//! it before step 1, so it took its id before step 2, so its id is below `B`; after step 3 it
+//! has committed or rolled back. Every position up to `L` is therefore settled: visible for
+//! good, or a hole that will never fill. Writers are never serialised; the relay only waits
+//! for the transactions already in flight, usually not at all.
+//!
+//! Step 2 must be a real transaction id. `pg_snapshot_xmax` looks like "the next id" but is
+//! *latest completed + 1*: a running transaction with a higher id is simply not in the
+//! snapshot, so waiting on it lets exactly the late committer through. The torture test in
+//! `tests/` caught that. Each round that finds new positions consumes one transaction id;
+//! an idle relay consumes none.
+//!
+//! The wait is cluster-wide (transaction ids are), so a long write transaction in another
+//! database of the same server delays the relay; `relay_lag_seconds` shows it.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+/// Returns the horizon, or `None` if in-flight transactions did not finish within `patience`
+/// (the caller tries again on its next round). When nothing was handed out past `after`, the
+/// horizon is returned at once without waiting.
+pub async fn safe_horizon(
+    pool: &PgPool,
+    after: i64,
+    patience: Duration,
+) -> Result<Option<i64>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    // Separate autocommit statements: each is its own transaction, in this order.
+    let horizon: i64 = sqlx::query_scalar(
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_position_seq",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if horizon <= after {
+        return Ok(Some(horizon));
+    }
+    let barrier: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut *conn)
+        .await?;
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_micros(500);
+    loop {
+        let oldest_running: i64 =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+                .fetch_one(&mut *conn)
+                .await?;
+        if oldest_running > barrier {
+            return Ok(Some(horizon));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,216 @@
+//! The outbox relay: every committed event reaches the JetStream stream `EVENTS`, in position
+//! order, exactly once in the stream, however the relay, NATS or PostgreSQL fail.
+//!
+//! - **No skipped events**: the relay reads only up to a gap-safe high-water mark
+//!   ([`high_water`]), so an event whose transaction commits late is never passed over.
+//! - **Order and no duplicates in the stream**: the broker checks each publish against the
+//!   expected last stream sequence ([`publisher`]).
+//! - **Crash and outage**: progress is the stream's tail, re-read after every failure; failures
+//!   are retried with capped exponential backoff. `relay_progress` in PostgreSQL mirrors it for
+//!   lag reports and as a fallback if the stream's tail was purged.
+//! - **One relay at a time**: each command-api instance runs a relay; they elect a leader with a
+//!   session advisory lock on a dedicated connection. Standbys take over when it drops.
+//! - **Latency**: woken by `NOTIFY events_appended` from the insert trigger, with a poll as the
+//!   fallback (a lost notification costs at most one poll interval).
+
+mod high_water;
+mod publisher;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use chrono::{DateTime, Utc};
+use shared::nats::Prefix;
+use sqlx::{Connection, PgConnection, PgPool, postgres::PgListener};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::read_range;
+use publisher::Publisher;
+
+/// Key of the advisory lock that elects the leading relay (any constant; "relay" in ASCII).
+const LEADER_LOCK: i64 = 0x72_656c_6179;
+const RELAY_NAME: &str = "events";
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub batch_size: i64,
+    pub poll_interval: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct Relay {
+    pool: PgPool,
+    js: jetstream::Context,
+    prefix: Prefix,
+    config: RelayConfig,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, js: jetstream::Context, prefix: Prefix, config: RelayConfig) -> Self {
+        Self {
+            pool,
+            js,
+            prefix,
+            config,
+        }
+    }
+
+    /// Runs until `shutdown`; a batch in flight is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = self.config.poll_interval.min(Duration::from_millis(100));
+        while !shutdown.is_cancelled() {
+            let started = Instant::now();
+            match self.lead(&shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    metrics::counter!("relay_failures_total").increment(1);
+                    tracing::warn!(error = format!("{e:#}"), "outbox relay failed; retrying");
+                    // Keep the lag figures moving while NATS or the database is away.
+                    if let Ok(position) = self.stored_progress().await {
+                        let _ = self.report_lag(position).await;
+                    }
+                }
+            }
+            if started.elapsed() > self.config.max_backoff * 4 {
+                backoff = Duration::from_millis(100); // it ran fine for a while: start over
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(self.config.max_backoff);
+        }
+    }
+
+    /// Becomes leader, then publishes until shutdown (`Ok`) or a failure (`Err`).
+    async fn lead(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let Some(mut leader_conn) = self.become_leader(shutdown).await? else {
+            return Ok(());
+        };
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .context("LISTEN")?;
+        listener
+            .listen("events_appended")
+            .await
+            .context("LISTEN events_appended")?;
+
+        shared::nats::ensure_streams(&self.js, &self.prefix).await?;
+        let stored = self.stored_progress().await?;
+        let mut publisher = Publisher::resync(self.js.clone(), self.prefix.clone(), stored).await?;
+        // Everything up to `cursor` is in the stream or a hole that will never fill.
+        let mut cursor = publisher.last_position();
+        tracing::info!(position = cursor, "outbox relay leading");
+
+        loop {
+            let horizon =
+                high_water::safe_horizon(&self.pool, cursor, Duration::from_secs(1)).await?;
+            let mut caught_up = true;
+            if let Some(horizon) = horizon.filter(|&h| h > cursor) {
+                let batch = read_range(&self.pool, cursor, horizon, self.config.batch_size).await?;
+                let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= self.config.batch_size;
+                let published = publisher.publish(&batch).await;
+                self.report_progress(publisher.last_position(), batch.len())
+                    .await?;
+                published?;
+                cursor = match batch.last() {
+                    Some(last) if full => last.position,
+                    _ => horizon,
+                };
+                caught_up = !full;
+            }
+            self.report_lag(cursor).await?;
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            if caught_up {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    notification = listener.recv() => { notification.context("LISTEN")?; }
+                    _ = tokio::time::sleep(self.config.poll_interval) => {
+                        sqlx::query("SELECT 1").execute(&mut leader_conn).await
+                            .context("the leader lock connection is gone")?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the leader lock on a connection of its own (closing it releases the lock), or
+    /// waits as a standby. `None` on shutdown.
+    async fn become_leader(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<PgConnection>> {
+        let options = self.pool.connect_options();
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .context("leader connection")?;
+        loop {
+            let leading: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK)
+                .fetch_one(&mut conn)
+                .await?;
+            if leading {
+                return Ok(Some(conn));
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn stored_progress(&self) -> anyhow::Result<i64> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM relay_progress WHERE name = $1")
+                .bind(RELAY_NAME)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(position.unwrap_or(0))
+    }
+
+    async fn report_progress(&self, position: i64, published: usize) -> anyhow::Result<()> {
+        metrics::counter!("relay_events_published_total").increment(published as u64);
+        metrics::gauge!("relay_published_position").set(position as f64);
+        sqlx::query(
+            "INSERT INTO relay_progress (name, position) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+             WHERE relay_progress.position < EXCLUDED.position",
+        )
+        .bind(RELAY_NAME)
+        .bind(position)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Lag in events (positions handed out but not yet published) and in seconds (age of the
+    /// oldest unpublished event).
+    async fn report_lag(&self, cursor: i64) -> anyhow::Result<()> {
+        let (last, oldest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_position_seq),
+                    (SELECT occurred_at FROM events WHERE position > $1 ORDER BY position LIMIT 1)",
+        )
+        .bind(cursor)
+        .fetch_one(&self.pool)
+        .await?;
+        let seconds = oldest.map_or(0.0, |t| {
+            (Utc::now() - t).num_milliseconds().max(0) as f64 / 1e3
+        });
+        metrics::gauge!("relay_lag_events").set((last - cursor).max(0) as f64);
+        metrics::gauge!("relay_lag_seconds").set(seconds);
+        Ok(())
+    }
+}

@@ -1,0 +1,35 @@
+//! The event store in PostgreSQL: appending events with an expected version, reading one
+//! aggregate's stream or the whole log, and idempotent command answers. Migrations are
+//! embedded and run at start-up.
+
+mod append;
+pub mod idempotency;
+mod read;
+
+pub use append::{
+    AppendError, Appended, ExpectedVersion, Metadata, NewEvent, StreamId, append_events,
+};
+pub use read::{EventFilter, read_all, read_range, read_stream};
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::{PgPool, migrate::Migrator, postgres::PgPoolOptions};
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Opens the pool lazily (the service starts, and `/readyz` reports, while PostgreSQL is
+/// down) and runs pending migrations when the database answers.
+pub async fn connect(database_url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(database_url)
+        .await
+        .context("connecting to PostgreSQL (DATABASE_URL)")?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .context("running database migrations")?;
+    Ok(pool)
+}

@@ -1,0 +1,68 @@
+//! query-api: serves the MongoDB read models to readers: products, reviews, users, reports. Reads only MongoDB, so it keeps answering when the write side is down.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use shared::{
+    config::{self, ConfigError, MongoConfig, NatsConfig, Source},
+    http::Readiness,
+    telemetry::TelemetryConfig,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub mongo: MongoConfig,
+    pub nats: NatsConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+impl Config {
+    pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            addr: config::socket_addr(src, "QUERY_API_ADDR", "127.0.0.1:8082")?,
+            mongo: MongoConfig::from_env(src)?,
+            nats: NatsConfig::from_env(src)?,
+            telemetry: TelemetryConfig::from_env(src)?,
+        })
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = shared::mongo::connect(&config.mongo, "query-api").await?;
+        let nats = shared::nats::connect(&config.nats.url, "query-api").await?;
+        let readiness = Readiness::new()
+            .check("mongodb", move || {
+                let db = db.clone();
+                async move { shared::mongo::ping(&db).await }
+            })
+            .check("nats", move || {
+                let state = shared::nats::is_connected(&nats);
+                async move { state }
+            });
+        let router = shared::http::ops_router(readiness)
+            .layer(tower_http::trace::TraceLayer::new_for_http());
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding QUERY_API_ADDR {}", config.addr))?;
+        Ok(Self { listener, router })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(address = %self.listener.local_addr()?, "query-api listening");
+        shared::http::serve(self.listener, self.router, shutdown).await?;
+        Ok(())
+    }
+}

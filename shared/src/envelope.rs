@@ -1,0 +1,76 @@
+//! The event envelope: what the event store keeps, what the relay publishes on NATS, what the
+//! event log endpoints return. Its fields are the contract in `DESIGN.md`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::events::{DecodeError, EventCatalog};
+
+/// The roles a user can hold. The superuser is an `Admin` with a flag, not a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Publisher,
+    Analyst,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Publisher => "publisher",
+            Role::Analyst => "analyst",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "publisher" => Ok(Role::Publisher),
+            "analyst" => Ok(Role::Analyst),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role {other:?}")),
+        }
+    }
+}
+
+/// Who caused an event: a user and the role they acted in, or nobody (system, start-up seed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub user_id: Uuid,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub aggregate_type: String,
+    pub aggregate_id: Uuid,
+    pub aggregate_version: i64,
+    /// Global position in the event store; strictly increasing in commit order.
+    pub position: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub actor: Option<Actor>,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    pub data: serde_json::Value,
+}
+
+impl EventEnvelope {
+    /// Decodes the payload into the aggregate's event enum, upcasting old schema versions.
+    pub fn decode<E: EventCatalog>(&self) -> Result<E, DecodeError> {
+        if self.aggregate_type != E::AGGREGATE_TYPE {
+            return Err(DecodeError::WrongAggregate {
+                expected: E::AGGREGATE_TYPE,
+                found: self.aggregate_type.clone(),
+            });
+        }
+        E::from_stored(&self.event_type, self.schema_version, self.data.clone())
+    }
+}

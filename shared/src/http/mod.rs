@@ -1,0 +1,23 @@
+//! HTTP pieces every service uses: the operational endpoints (`/healthz`, `/readyz`,
+//! `/metrics`), the JSON body extractor that speaks problem+json, and `serve` with graceful
+//! shutdown.
+
+mod json;
+mod ops;
+
+pub use json::{ApiJson, MAX_BODY_BYTES};
+pub use ops::{Readiness, ops_router};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves `router` until `shutdown` is cancelled, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

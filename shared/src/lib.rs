@@ -1,0 +1,16 @@
+//! The library every CamReviews service shares: the event catalog and envelope, typed
+//! configuration, telemetry, the problem+json error type, NATS names and stream definitions,
+//! and the operational HTTP endpoints. Services share these types, never calls.
+
+pub mod config;
+pub mod envelope;
+pub mod events;
+pub mod http;
+pub mod mongo;
+pub mod nats;
+pub mod problem;
+pub mod service;
+pub mod telemetry;
+
+pub use envelope::{Actor, EventEnvelope, Role};
+pub use problem::ApiError;

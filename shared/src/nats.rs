@@ -1,0 +1,188 @@
+//! NATS names (streams and subjects, with `NATS_PREFIX`), the connection, and the stream
+//! definitions from `nats/streams.json`, applied idempotently at start-up.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, stream};
+use serde::Deserialize;
+
+/// Isolates environments (and tests) sharing one server: with prefix `p`, stream `EVENTS`
+/// becomes `p_EVENTS` and subject `events.x` becomes `p.events.x`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prefix(String);
+
+impl Prefix {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let ok = value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            return Err(format!(
+                "{value:?} may only hold letters, digits, '_' and '-'"
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn stream(&self, base: &str) -> String {
+        if self.0.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{}_{base}", self.0)
+        }
+    }
+
+    pub fn subject(&self, base: &str) -> String {
+        if self.0.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{}.{base}", self.0)
+        }
+    }
+
+    pub fn events_stream(&self) -> String {
+        self.stream("EVENTS")
+    }
+
+    pub fn views_stream(&self) -> String {
+        self.stream("VIEWS")
+    }
+
+    pub fn dlq_stream(&self) -> String {
+        self.stream("DLQ")
+    }
+
+    /// `events.<aggregate_type>.<aggregate_id>.<EventType>`
+    pub fn event_subject(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        event_type: &str,
+    ) -> String {
+        self.subject(&format!(
+            "events.{aggregate_type}.{aggregate_id}.{event_type}"
+        ))
+    }
+
+    /// `views.product.<sku>`
+    pub fn view_subject(&self, sku: &str) -> String {
+        self.subject(&format!("views.product.{sku}"))
+    }
+
+    /// `dlq.<consumer>.<original subject>`
+    pub fn dlq_subject(&self, consumer: &str, original: &str) -> String {
+        self.subject(&format!("dlq.{consumer}.{original}"))
+    }
+}
+
+/// Header names on published events.
+pub mod headers {
+    pub const EVENT_TYPE: &str = "Event-Type";
+    pub const EVENT_POSITION: &str = "Event-Position";
+    pub const TRACEPARENT: &str = "traceparent";
+}
+
+/// Connects without blocking start-up on the server: the client keeps retrying in the
+/// background, and `/readyz` says whether it is connected.
+pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))
+}
+
+pub fn is_connected(client: &async_nats::Client) -> Result<(), String> {
+    match client.connection_state() {
+        async_nats::connection::State::Connected => Ok(()),
+        other => Err(format!("NATS is {other}")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamFile {
+    streams: Vec<StreamSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamSpec {
+    name: String,
+    subjects: Vec<String>,
+    description: String,
+    max_age_secs: u64,
+    duplicate_window_secs: u64,
+}
+
+const STREAMS_JSON: &str = include_str!("../../nats/streams.json");
+
+/// The stream configurations from `nats/streams.json`, with `prefix` applied.
+pub fn stream_configs(prefix: &Prefix) -> anyhow::Result<Vec<stream::Config>> {
+    let file: StreamFile =
+        serde_json::from_str(STREAMS_JSON).context("nats/streams.json does not parse")?;
+    Ok(file
+        .streams
+        .into_iter()
+        .map(|spec| stream::Config {
+            name: prefix.stream(&spec.name),
+            subjects: spec.subjects.iter().map(|s| prefix.subject(s)).collect(),
+            description: Some(spec.description),
+            max_age: Duration::from_secs(spec.max_age_secs),
+            duplicate_window: Duration::from_secs(spec.duplicate_window_secs),
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .collect())
+}
+
+/// Creates each stream, or updates it to match its definition. Safe to run from every
+/// service at every start.
+pub async fn ensure_streams(js: &jetstream::Context, prefix: &Prefix) -> anyhow::Result<()> {
+    for config in stream_configs(prefix)? {
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
+            .await
+            .with_context(|| format!("creating or updating stream {name}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_prefix_leaves_names_alone() {
+        let p = Prefix::default();
+        assert_eq!(p.events_stream(), "EVENTS");
+        assert_eq!(
+            p.event_subject("product", "abc", "ProductCreated"),
+            "events.product.abc.ProductCreated"
+        );
+    }
+
+    #[test]
+    fn a_prefix_applies_to_streams_and_subjects() {
+        let p = Prefix::parse("t1").unwrap();
+        assert_eq!(p.events_stream(), "t1_EVENTS");
+        assert_eq!(p.view_subject("s"), "t1.views.product.s");
+        assert_eq!(
+            p.dlq_subject("projector", "t1.events.x"),
+            "t1.dlq.projector.t1.events.x"
+        );
+    }
+
+    #[test]
+    fn the_stream_file_defines_the_three_streams() {
+        let configs = stream_configs(&Prefix::parse("x").unwrap()).unwrap();
+        let names: Vec<_> = configs.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["x_EVENTS", "x_VIEWS", "x_DLQ"]);
+        assert_eq!(configs[0].subjects, ["x.events.>"]);
+    }
+}

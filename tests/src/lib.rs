@@ -1,0 +1,226 @@
+//! The end-to-end test harness. Each test gets its own PostgreSQL database, its own
+//! `NATS_PREFIX` (so its own streams) and its own MongoDB database, runs the services
+//! in-process on random ports against the real servers, and drops what it created when it
+//! ends — the servers outlive the test run. Logs only with `TEST_LOG` set.
+//!
+//! Servers: `TEST_DATABASE_URL` (an admin connection, default the local `postgres` database),
+//! `NATS_URL`, `MONGODB_URL` — `scripts/test.sh` starts what is not running.
+
+// Test support code: a failed set-up step should stop the test loudly.
+#![allow(clippy::unwrap_used)]
+
+mod nats_server;
+mod running;
+pub mod stream;
+
+use std::sync::Once;
+
+pub use nats_server::NatsServer;
+pub use running::Running;
+
+use shared::{
+    config::{MongoConfig, NatsConfig},
+    nats::Prefix,
+    telemetry::{LogFormat, TelemetryConfig},
+};
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+pub struct TestEnv {
+    pub id: String,
+    pub database_url: String,
+    admin_url: String,
+    db_name: String,
+    pub nats_url: String,
+    pub prefix: Prefix,
+    pub mongo: MongoConfig,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            shared::telemetry::init(&TelemetryConfig {
+                filter: env_or("RUST_LOG", "info"),
+                format: LogFormat::Pretty,
+            });
+        }
+    });
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        init_logs();
+        let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let admin_url = env_or(
+            "TEST_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        );
+        let db_name = format!("camreviews_test_{id}");
+        let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db_name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let mut database_url = url::Url::parse(&admin_url).unwrap();
+        database_url.set_path(&db_name);
+        Self {
+            database_url: database_url.to_string(),
+            admin_url,
+            db_name,
+            nats_url: env_or("NATS_URL", shared::config::DEFAULT_NATS_URL),
+            prefix: Prefix::parse(&format!("t{id}")).unwrap(),
+            mongo: MongoConfig {
+                url: env_or("MONGODB_URL", shared::config::DEFAULT_MONGODB_URL),
+                db: format!("camreviews_test_{id}"),
+            },
+            id,
+        }
+    }
+
+    pub fn nats(&self) -> NatsConfig {
+        NatsConfig {
+            url: self.nats_url.clone(),
+            prefix: self.prefix.clone(),
+        }
+    }
+
+    fn telemetry() -> TelemetryConfig {
+        TelemetryConfig {
+            filter: "info".into(),
+            format: LogFormat::Pretty,
+        }
+    }
+
+    pub fn command_api_config(&self) -> command_api::Config {
+        command_api::Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: self.database_url.clone(),
+            database_max_connections: 10,
+            nats: self.nats(),
+            telemetry: Self::telemetry(),
+            data_dir: std::env::temp_dir().join(format!("camreviews-{}", self.id)),
+        }
+    }
+
+    pub async fn spawn_command_api(&self) -> Running {
+        let app = command_api::Application::build(self.command_api_config())
+            .await
+            .unwrap();
+        let port = app.port();
+        Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
+    }
+
+    pub async fn spawn_query_api(&self) -> Running {
+        let config = query_api::Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            mongo: self.mongo.clone(),
+            nats: self.nats(),
+            telemetry: Self::telemetry(),
+        };
+        let app = query_api::Application::build(config).await.unwrap();
+        let port = app.port();
+        Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
+    }
+
+    pub async fn spawn_projector(&self) -> Running {
+        let config = projector::Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            mongo: self.mongo.clone(),
+            nats: self.nats(),
+            telemetry: Self::telemetry(),
+        };
+        let app = projector::Application::build(config).await.unwrap();
+        let port = app.port();
+        Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
+    }
+
+    pub async fn spawn_notifier(&self) -> Running {
+        let config = notifier::Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            mongo: self.mongo.clone(),
+            nats: self.nats(),
+            telemetry: Self::telemetry(),
+        };
+        let app = notifier::Application::build(config).await.unwrap();
+        let port = app.port();
+        Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
+    }
+
+    /// A pool on this test's database, with migrations applied.
+    pub async fn pool(&self) -> sqlx::PgPool {
+        command_api::store::connect(&self.database_url, 24)
+            .await
+            .unwrap()
+    }
+
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let client = async_nats::connect(&self.nats_url).await.unwrap();
+        async_nats::jetstream::new(client)
+    }
+
+    async fn cleanup(
+        admin_url: String,
+        db_name: String,
+        nats_url: String,
+        prefix: Prefix,
+        mongo: MongoConfig,
+    ) {
+        if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await;
+        }
+        if let Ok(client) = async_nats::connect(&nats_url).await {
+            let js = async_nats::jetstream::new(client);
+            for name in [
+                prefix.events_stream(),
+                prefix.views_stream(),
+                prefix.dlq_stream(),
+            ] {
+                let _ = js.delete_stream(&name).await;
+            }
+        }
+        if let Ok(db) = shared::mongo::connect(&mongo, "tests").await {
+            let _ = db.drop().await;
+        }
+    }
+}
+
+impl Drop for TestEnv {
+    /// Drops the database, the streams and the MongoDB database, even when the test panicked.
+    fn drop(&mut self) {
+        let args = (
+            self.admin_url.clone(),
+            self.db_name.clone(),
+            self.nats_url.clone(),
+            self.prefix.clone(),
+            self.mongo.clone(),
+        );
+        let cleaner = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(Self::cleanup(args.0, args.1, args.2, args.3, args.4));
+            }
+        });
+        let _ = cleaner.join();
+    }
+}
+
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,36 @@
+//! End-to-end tests: one binary, real PostgreSQL, NATS and MongoDB-wire server.
+
+mod relay_resilience;
+mod relay_torture;
+mod services;
+mod store;
+
+use std::collections::BTreeMap;
+
+use command_api::store::NewEvent;
+use shared::events::{FieldChange, ProductCreated, ProductEvent, ProductUpdated};
+
+/// A `ProductCreated` ready to append.
+pub fn product_created(name: &str) -> NewEvent {
+    NewEvent::from_domain(&ProductEvent::ProductCreated(ProductCreated {
+        name: name.to_owned(),
+        brand: "Leica".to_owned(),
+        price: "5995.00".to_owned(),
+        currency: "USD".to_owned(),
+        description: String::new(),
+        specs: BTreeMap::new(),
+    }))
+    .unwrap()
+}
+
+/// A `ProductUpdated` changing the price.
+pub fn price_changed(before: &str, after: &str) -> NewEvent {
+    let change = FieldChange {
+        before: before.into(),
+        after: after.into(),
+    };
+    NewEvent::from_domain(&ProductEvent::ProductUpdated(ProductUpdated {
+        changes: BTreeMap::from([("price".to_owned(), change)]),
+    }))
+    .unwrap()
+}
