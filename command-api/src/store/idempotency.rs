@@ -40,6 +40,14 @@ pub enum Claim {
     Mismatch,
 }
 
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    fingerprint: String,
+    status: Option<i16>,
+    headers: Option<Json<Vec<(String, String)>>>,
+    body: Option<Vec<u8>>,
+}
+
 pub async fn claim(conn: &mut PgConnection, key: &IdempotencyKey) -> Result<Claim, sqlx::Error> {
     let claimed = sqlx::query(
         "INSERT INTO idempotency_keys (scope, key, fingerprint) VALUES ($1, $2, $3)
@@ -58,12 +66,7 @@ pub async fn claim(conn: &mut PgConnection, key: &IdempotencyKey) -> Result<Clai
     if claimed == 1 {
         return Ok(Claim::Fresh);
     }
-    let (fingerprint, status, headers, body): (
-        String,
-        Option<i16>,
-        Option<Json<Vec<(String, String)>>>,
-        Option<Vec<u8>>,
-    ) = sqlx::query_as(
+    let stored: StoredRow = sqlx::query_as(
         "SELECT fingerprint, status, headers, body FROM idempotency_keys
          WHERE scope = $1 AND key = $2",
     )
@@ -71,13 +74,16 @@ pub async fn claim(conn: &mut PgConnection, key: &IdempotencyKey) -> Result<Clai
     .bind(&key.key)
     .fetch_one(&mut *conn)
     .await?;
-    if fingerprint != key.fingerprint {
+    if stored.fingerprint != key.fingerprint {
         return Ok(Claim::Mismatch);
     }
     Ok(Claim::Replay(StoredResponse {
-        status: status.and_then(|s| u16::try_from(s).ok()).unwrap_or(500),
-        headers: headers.map(|Json(h)| h).unwrap_or_default(),
-        body: body.unwrap_or_default(),
+        status: stored
+            .status
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or(500),
+        headers: stored.headers.map(|Json(h)| h).unwrap_or_default(),
+        body: stored.body.unwrap_or_default(),
     }))
 }
 

@@ -1,5 +1,8 @@
 //! End-to-end tests: one binary, real PostgreSQL, NATS and MongoDB-wire server.
 
+// Test helpers outside #[test] functions unwrap too: a failed step should fail the test.
+#![allow(clippy::unwrap_used)]
+
 mod relay_resilience;
 mod relay_torture;
 mod services;

@@ -72,7 +72,9 @@ async fn events_committed_while_nats_is_down_arrive_once_it_is_back() {
     nats.kill().await;
     // Commands keep committing while the broker is gone.
     committed.extend(append(&pool, 100, 2).await);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Longer than the publish-ack timeout (5s), so the relay's publishes fail and it has to
+    // back off, resync from the stream's tail and retry: not just the client's reconnect.
+    tokio::time::sleep(Duration::from_secs(7)).await;
     nats.restart().await;
 
     let js = env.jetstream().await;

@@ -1,0 +1,94 @@
+# Shared by scripts/dev.sh and scripts/test.sh: find or start what CamReviews needs on one
+# machine (PostgreSQL, NATS with JetStream, a MongoDB-wire server), and stop what we started.
+# shellcheck shell=bash
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA_DIR=${CAMREVIEWS_DATA_DIR:-$ROOT/.data}
+SECANTUS_VERSION=0.7.0b3
+VENV=$ROOT/.venv
+STARTED_PIDS=()
+
+log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_port() { # host port seconds what
+    local deadline=$((SECONDS + $3))
+    until port_open "$1" "$2"; do
+        ((SECONDS < deadline)) || die "$4 did not come up on $1:$2"
+        sleep 0.2
+    done
+}
+
+# host and port of a URL like scheme://[user@]host:port/...; default port as $2
+url_host() { local rest=${1#*://}; rest=${rest#*@}; rest=${rest%%[/?]*}; echo "${rest%%:*}"; }
+url_port() {
+    local rest=${1#*://}; rest=${rest#*@}; rest=${rest%%[/?]*}
+    if [[ $rest == *:* ]]; then echo "${rest##*:}"; else echo "$2"; fi
+}
+
+stop_started() {
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${STARTED_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+
+ensure_postgres() { # admin URL
+    local host port
+    host=$(url_host "$1"); port=$(url_port "$1" 5432)
+    port_open "$host" "$port" && return
+    log "PostgreSQL is not answering on $host:$port; starting the local cluster"
+    if command -v pg_ctlcluster >/dev/null; then
+        local version
+        version=$(ls /etc/postgresql | sort -V | tail -n 1)
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    else
+        service postgresql start || true
+    fi
+    wait_port "$host" "$port" 30 PostgreSQL
+}
+
+ensure_database() { # admin URL, database name
+    if ! psql "$1" -tAc "SELECT 1 FROM pg_database WHERE datname = '$2'" | grep -q 1; then
+        log "creating database $2"
+        psql "$1" -qc "CREATE DATABASE \"$2\""
+    fi
+}
+
+ensure_nats() { # NATS URL
+    local host port
+    host=$(url_host "$1"); port=$(url_port "$1" 4222)
+    port_open "$host" "$port" && return
+    command -v nats-server >/dev/null || {
+        log "installing nats-server (Debian package)"
+        (apt-get update -qq && apt-get install -y -qq nats-server) >/dev/null
+    }
+    log "NATS is not answering on $host:$port; starting nats-server with JetStream"
+    mkdir -p "$DATA_DIR/nats"
+    nats-server -a "$host" -p "$port" -js -sd "$DATA_DIR/nats" >"$DATA_DIR/nats.log" 2>&1 &
+    STARTED_PIDS+=($!)
+    wait_port "$host" "$port" 30 nats-server
+}
+
+ensure_secantus() {
+    if [[ ! -x $VENV/bin/secantusd-py ]] || ! "$VENV/bin/pip" show -q "secantusdb" 2>/dev/null \
+        | grep -q "Version: $SECANTUS_VERSION"; then
+        log "installing SecantusDB $SECANTUS_VERSION into $VENV"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q "secantusdb==$SECANTUS_VERSION"
+    fi
+}
+
+ensure_mongo() { # MongoDB URL, storage path (a directory or :memory:)
+    local host port
+    host=$(url_host "$1"); port=$(url_port "$1" 27017)
+    port_open "$host" "$port" && return
+    ensure_secantus
+    log "no MongoDB on $host:$port; starting SecantusDB (MongoDB wire protocol) there"
+    [[ $2 == :memory: ]] || mkdir -p "$2"
+    "$VENV/bin/secantusd-py" --host "$host" --port "$port" --storage-path "$2" \
+        >"$DATA_DIR/secantus-$port.log" 2>&1 &
+    STARTED_PIDS+=($!)
+    wait_port "$host" "$port" 60 SecantusDB
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. Starts what is not running (PostgreSQL, NATS with JetStream,
+# a MongoDB-wire server from a pinned venv) and stops what it started.
+# Extra arguments go to the test runner, e.g. scripts/test.sh relay_torture
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+mkdir -p "$DATA_DIR"
+trap stop_started EXIT
+
+export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+# Tests get their own MongoDB-wire server (in memory) unless MONGODB_URL names one.
+export MONGODB_URL=${MONGODB_URL:-mongodb://127.0.0.1:27018/?directConnection=true}
+
+ensure_postgres "$TEST_DATABASE_URL"
+ensure_nats "$NATS_URL"
+ensure_mongo "$MONGODB_URL" :memory:
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    cargo test --workspace --no-fail-fast -- "$@"
+fi
