@@ -17,6 +17,9 @@ ensure_postgres "$TEST_DATABASE_URL"
 ensure_nats "$NATS_URL"
 ensure_mongo "$MONGODB_URL" :memory:
 
+# Some tests run the service binaries themselves (start-up errors, SIGTERM).
+cargo build --workspace --bins
+
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -1,1 +1,56 @@
-fn main() {}
+//! The benchmark harness. Every figure is printed next to the raw limit of the store it
+//! depends on, measured in the same run on the same machine, and written as JSON.
+//!
+//! `cargo run --release -p camreviews-bench -- store` (see docs/performance.md).
+
+mod stats;
+mod store;
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "camreviews-bench",
+    about = "Benchmark CamReviews next to its stores' raw limits"
+)]
+struct Cli {
+    /// Admin connection to PostgreSQL; a scratch database is created and dropped.
+    #[arg(
+        long,
+        env = "BENCH_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    admin_url: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrency levels, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    concurrency: Vec<usize>,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench/results/latest.json")]
+    json: PathBuf,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Event-store appends (one event per transaction, expected-version check, position
+    /// trigger) next to raw single-row INSERT transactions.
+    Store,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let duration = Duration::from_secs(cli.seconds);
+    let rows = match cli.scenario {
+        Scenario::Store => store::run(&cli.admin_url, &cli.concurrency, duration).await?,
+    };
+    stats::print_table(&rows)?;
+    stats::write_json(&cli.json, &rows)?;
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Event-store appends next to raw PostgreSQL single-row INSERT transactions, at the same
+//! concurrency and durability (synchronous commit), in a scratch database.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use command_api::store::{self, ExpectedVersion, Metadata, NewEvent, StreamId};
+use shared::events::{ProductCreated, ProductEvent};
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::stats::{Row, measure};
+
+pub async fn run(
+    admin_url: &str,
+    levels: &[usize],
+    duration: Duration,
+) -> anyhow::Result<Vec<Row>> {
+    let name = format!("camreviews_bench_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(admin_url)
+        .await
+        .context("BENCH_DATABASE_URL")?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await?;
+    let mut url = url::Url::parse(admin_url)?;
+    url.set_path(&name);
+    let outcome = scenarios(url.as_str(), levels, duration).await;
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    outcome
+}
+
+async fn scenarios(url: &str, levels: &[usize], duration: Duration) -> anyhow::Result<Vec<Row>> {
+    let max = levels.iter().copied().max().unwrap_or(1);
+    let pool = store::connect(url, u32::try_from(max).unwrap_or(32) + 2).await?;
+    sqlx::query("CREATE TABLE raw_inserts (id bigserial PRIMARY KEY, payload jsonb NOT NULL)")
+        .execute(&pool)
+        .await?;
+    let payload = ProductEvent::ProductCreated(ProductCreated {
+        name: "Bench".into(),
+        brand: "Bench".into(),
+        price: "1.00".into(),
+        currency: "USD".into(),
+        description: String::new(),
+        specs: Default::default(),
+    });
+    let mut rows = Vec::new();
+    for &concurrency in levels {
+        let p = pool.clone();
+        let data = NewEvent::from_domain(&payload)?.data;
+        rows.push(
+            measure(
+                "raw PostgreSQL single-row INSERT txn",
+                concurrency,
+                duration,
+                move |_| {
+                    let (p, data) = (p.clone(), data.clone());
+                    async move {
+                        sqlx::query("INSERT INTO raw_inserts (payload) VALUES ($1)")
+                            .bind(data)
+                            .execute(&p)
+                            .await?;
+                        Ok(())
+                    }
+                },
+            )
+            .await?,
+        );
+        let p = pool.clone();
+        let payload = payload.clone();
+        rows.push(
+            measure(
+                "event store append (1 event, new stream)",
+                concurrency,
+                duration,
+                move |_| {
+                    let (p, payload) = (p.clone(), payload.clone());
+                    async move { append_one(&p, &payload).await }
+                },
+            )
+            .await?,
+        );
+    }
+    Ok(rows)
+}
+
+async fn append_one(pool: &PgPool, payload: &ProductEvent) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    let stream = StreamId::of::<ProductEvent>(Uuid::now_v7());
+    let events = [NewEvent::from_domain(payload)?];
+    store::append_events(
+        &mut tx,
+        stream,
+        ExpectedVersion::NoStream,
+        &events,
+        &Metadata::new(None),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
