@@ -3,9 +3,12 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use shared::{
+    auth::SigningKey,
     config::{self, ConfigError, NatsConfig, Source},
     telemetry::TelemetryConfig,
 };
+
+use crate::identity::superuser::SuperuserSeed;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -15,6 +18,12 @@ pub struct Config {
     pub nats: NatsConfig,
     pub telemetry: TelemetryConfig,
     pub data_dir: PathBuf,
+    pub signing_key: SigningKey,
+    /// Seconds.
+    pub access_token_ttl: i64,
+    /// Seconds.
+    pub refresh_token_ttl: i64,
+    pub superuser: Option<SuperuserSeed>,
 }
 
 impl Config {
@@ -26,6 +35,21 @@ impl Config {
             nats: NatsConfig::from_env(src)?,
             telemetry: TelemetryConfig::from_env(src)?,
             data_dir: config::data_dir(src),
+            signing_key: SigningKey::from_env(src)?,
+            access_token_ttl: positive(src, "ACCESS_TOKEN_TTL", 900)?,
+            refresh_token_ttl: positive(src, "REFRESH_TOKEN_TTL", 1_209_600)?,
+            superuser: SuperuserSeed::from_env(src)?,
         })
     }
+}
+
+fn positive(src: &dyn Source, name: &'static str, default: i64) -> Result<i64, ConfigError> {
+    let value = config::parsed(src, name, default)?;
+    if value <= 0 {
+        return Err(ConfigError::new(
+            name,
+            format!("{value} is not a positive number of seconds"),
+        ));
+    }
+    Ok(value)
 }

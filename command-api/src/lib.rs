@@ -1,18 +1,24 @@
 //! command-api: authenticates, validates, runs commands against aggregates, appends their
 //! events to PostgreSQL and runs the outbox relay that publishes them to JetStream.
 
+pub mod commands;
 pub mod config;
+pub mod domain;
 pub mod http;
+pub mod identity;
 pub mod relay;
 pub mod store;
 
+use std::{sync::Arc, time::Duration};
+
 use anyhow::Context as _;
-use shared::http::Readiness;
+use shared::{auth::TokenVerifier, http::Readiness};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+use identity::{password, superuser, throttle::LoginThrottle, tokens::TokenIssuer};
 use relay::{Relay, RelayConfig};
 
 pub struct Application {
@@ -53,7 +59,22 @@ impl Application {
                 let state = shared::nats::is_connected(&nats);
                 async move { state }
             });
-        let router = http::router(http::AppState { pool: pool.clone() }, readiness);
+        if let Some(seed) = &config.superuser {
+            superuser::ensure(&pool, seed).await?;
+        }
+        let state = http::AppState {
+            pool: pool.clone(),
+            issuer: Arc::new(TokenIssuer::new(
+                &config.signing_key,
+                config.access_token_ttl,
+            )),
+            verifier: TokenVerifier::new(&config.signing_key.public),
+            public_key: config.signing_key.public.clone(),
+            throttle: Arc::new(LoginThrottle::new(Duration::from_secs(15 * 60), 5, 50)),
+            dummy_hash: Arc::new(password::dummy_hash().await?),
+            refresh_ttl_secs: config.refresh_token_ttl,
+        };
+        let router = http::router(state, readiness);
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding COMMAND_API_ADDR {}", config.addr))?;

@@ -2,6 +2,7 @@
 //! configuration, telemetry, the problem+json error type, NATS names and stream definitions,
 //! and the operational HTTP endpoints. Services share these types, never calls.
 
+pub mod auth;
 pub mod config;
 pub mod envelope;
 pub mod events;

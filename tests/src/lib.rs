@@ -9,12 +9,14 @@
 // Test support code: a failed set-up step should stop the test loudly.
 #![allow(clippy::unwrap_used)]
 
+pub mod api;
 mod nats_server;
 mod running;
 pub mod stream;
 
 use std::sync::Once;
 
+pub use api::{Api, Reply, Tokens};
 pub use nats_server::NatsServer;
 pub use running::Running;
 
@@ -106,14 +108,51 @@ impl TestEnv {
             database_max_connections: 10,
             nats: self.nats(),
             telemetry: Self::telemetry(),
-            data_dir: std::env::temp_dir().join(format!("camreviews-{}", self.id)),
+            data_dir: self.data_dir(),
+            signing_key: self.signing_key(),
+            access_token_ttl: 900,
+            refresh_token_ttl: 1_209_600,
+            superuser: None,
         }
     }
 
+    /// This test's data directory (dev keys live under it).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("camreviews-{}", self.id))
+    }
+
+    /// This test's signing key, generated on first use into its data directory.
+    pub fn signing_key(&self) -> shared::auth::SigningKey {
+        let src: std::collections::HashMap<String, String> = [(
+            "CAMREVIEWS_DATA_DIR".to_owned(),
+            self.data_dir().display().to_string(),
+        )]
+        .into();
+        shared::auth::SigningKey::from_env(&src).unwrap()
+    }
+
+    pub const SUPERUSER: (&'static str, &'static str) = ("root", "root-password-1");
+
+    /// command-api with the superuser `SUPERUSER` seeded at start-up.
+    pub async fn spawn_command_api_with_superuser(&self) -> Running {
+        let mut config = self.command_api_config();
+        let (username, password) = Self::SUPERUSER;
+        let src: std::collections::HashMap<String, String> = [
+            ("SUPERUSER_USERNAME".to_owned(), username.to_owned()),
+            ("SUPERUSER_EMAIL".to_owned(), "root@example.com".to_owned()),
+            ("SUPERUSER_PASSWORD".to_owned(), password.to_owned()),
+        ]
+        .into();
+        config.superuser = command_api::identity::superuser::SuperuserSeed::from_env(&src).unwrap();
+        self.spawn_command_api_with(config).await
+    }
+
     pub async fn spawn_command_api(&self) -> Running {
-        let app = command_api::Application::build(self.command_api_config())
-            .await
-            .unwrap();
+        self.spawn_command_api_with(self.command_api_config()).await
+    }
+
+    pub async fn spawn_command_api_with(&self, config: command_api::Config) -> Running {
+        let app = command_api::Application::build(config).await.unwrap();
         let port = app.port();
         Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
     }

@@ -1,17 +1,44 @@
 //! command-api's HTTP surface. Each area exposes `fn router()`; [`router`] merges them.
 
+mod admins;
+mod auth;
+mod caller;
+mod command;
+mod jwks;
+mod users;
+
+use std::sync::Arc;
+
 use axum::{Router, extract::DefaultBodyLimit};
-use shared::http::{Readiness, ops_router};
+use shared::{
+    auth::{PublicKey, TokenVerifier},
+    http::{Readiness, ops_router},
+};
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
+
+use crate::identity::{throttle::LoginThrottle, tokens::TokenIssuer};
+
+pub use caller::{Admin, Caller};
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    pub issuer: Arc<TokenIssuer>,
+    pub verifier: TokenVerifier,
+    pub public_key: PublicKey,
+    pub throttle: Arc<LoginThrottle>,
+    /// Verified against when a login names no user, so both failures take as long.
+    pub dummy_hash: Arc<String>,
+    pub refresh_ttl_secs: i64,
 }
 
 pub fn router(state: AppState, readiness: Readiness) -> Router {
     Router::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(admins::router())
+        .merge(jwks::router())
         .with_state(state)
         .merge(ops_router(readiness))
         .layer(DefaultBodyLimit::max(shared::http::MAX_BODY_BYTES as usize))

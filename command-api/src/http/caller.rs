@@ -1,0 +1,73 @@
+//! Who is calling: the bearer token verified, and its session still open. command-api checks
+//! the session (and the account's current role) in PostgreSQL on every request, so a logout or
+//! a demotion takes effect here at once.
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use shared::{Actor, ApiError, Role, auth::bearer_token};
+use uuid::Uuid;
+
+use super::AppState;
+
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub role: Role,
+    pub session_id: Uuid,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.user_id,
+            role: self.role,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(&parts.headers)?.ok_or(ApiError::Unauthorized)?;
+        let claims = state.verifier.verify(token)?;
+        let current: Option<String> = sqlx::query_scalar(
+            "SELECT u.role FROM sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.deleted_at IS NULL",
+        )
+        .bind(claims.sid)
+        .bind(claims.sub)
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(anyhow::Error::from)?;
+        let role = current
+            .ok_or(ApiError::Unauthorized)?
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!(e))?;
+        Ok(Caller {
+            user_id: claims.sub,
+            role,
+            session_id: claims.sid,
+        })
+    }
+}
+
+/// A caller who is an admin; anyone else gets 403 (401 without a valid token).
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.role != Role::Admin {
+            return Err(ApiError::Forbidden("only admins may do this".into()));
+        }
+        Ok(Admin(caller))
+    }
+}

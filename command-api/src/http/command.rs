@@ -1,0 +1,202 @@
+//! Running a write: one transaction, optionally under an `Idempotency-Key`, answered with the
+//! new version and position (`X-Event-Position`).
+
+use axum::{
+    Json,
+    extract::FromRequestParts,
+    http::{HeaderName, HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use shared::ApiError;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::store::{
+    Appended,
+    idempotency::{self, Claim, IdempotencyKey, StoredResponse},
+};
+
+const X_EVENT_POSITION: HeaderName = HeaderName::from_static("x-event-position");
+
+/// The `Idempotency-Key` header with the method and path it came with.
+pub struct IdempotencyHeader(Option<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get("idempotency-key") else {
+            return Ok(Self(None));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .filter(|k| (1..=255).contains(&k.len()) && k.chars().all(|c| c.is_ascii_graphic()))
+            .ok_or_else(|| {
+                ApiError::InvalidParameter(
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+                )
+            })?;
+        Ok(Self(Some((
+            key.to_owned(),
+            format!("{} {}", parts.method, parts.uri.path()),
+        ))))
+    }
+}
+
+impl IdempotencyHeader {
+    /// Scopes the key to who sent it and fingerprints the request with its body.
+    pub fn scoped(self, scope: &str, body: &impl Serialize) -> Option<IdempotencyKey> {
+        let (key, request) = self.0?;
+        let digest = Sha256::digest(serde_json::to_vec(body).unwrap_or_default());
+        let fingerprint = format!("{request} sha256:{}", hex(&digest));
+        Some(IdempotencyKey {
+            scope: scope.to_owned(),
+            key,
+            fingerprint,
+        })
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a write answers.
+pub struct Written {
+    status: StatusCode,
+    body: Option<serde_json::Value>,
+    position: Option<i64>,
+    location: Option<String>,
+}
+
+impl Written {
+    pub fn new(status: StatusCode, body: serde_json::Value) -> Self {
+        Self {
+            status,
+            body: Some(body),
+            position: None,
+            location: None,
+        }
+    }
+
+    pub fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+            position: None,
+            location: None,
+        }
+    }
+
+    /// Adds `version` and `position` to the body and `X-Event-Position` to the headers.
+    pub fn appended(mut self, appended: Option<&Appended>, version: i64) -> Self {
+        let position = appended.map(|a| a.position);
+        if let Some(serde_json::Value::Object(body)) = self.body.as_mut() {
+            body.insert("version".into(), version.into());
+            body.insert("position".into(), position.into());
+        }
+        self.position = position;
+        self
+    }
+
+    pub fn location(mut self, location: String) -> Self {
+        self.location = Some(location);
+        self
+    }
+
+    fn stored(&self) -> StoredResponse {
+        let mut headers = Vec::new();
+        if let Some(p) = self.position {
+            headers.push((X_EVENT_POSITION.to_string(), p.to_string()));
+        }
+        if let Some(l) = &self.location {
+            headers.push((header::LOCATION.to_string(), l.clone()));
+        }
+        let body = self
+            .body
+            .as_ref()
+            .map(|b| serde_json::to_vec(b).unwrap_or_default())
+            .unwrap_or_default();
+        StoredResponse {
+            status: self.status.as_u16(),
+            headers,
+            body,
+        }
+    }
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    if status != StatusCode::NO_CONTENT {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+pub enum Begun {
+    /// The key was used before: this is the first answer.
+    Replay(Response),
+    Fresh(CommandTx),
+}
+
+pub struct CommandTx {
+    pub tx: Transaction<'static, Postgres>,
+    key: Option<IdempotencyKey>,
+}
+
+pub async fn begin(pool: &PgPool, key: Option<IdempotencyKey>) -> Result<Begun, ApiError> {
+    let mut tx = pool.begin().await.map_err(anyhow::Error::from)?;
+    if let Some(key) = &key {
+        match idempotency::claim(&mut tx, key)
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            Claim::Fresh => {}
+            Claim::Replay(stored) => return Ok(Begun::Replay(replay(stored))),
+            Claim::Mismatch => {
+                return Err(ApiError::Conflict(
+                    "this Idempotency-Key was used with a different request".into(),
+                ));
+            }
+        }
+    }
+    Ok(Begun::Fresh(CommandTx { tx, key }))
+}
+
+impl CommandTx {
+    /// Records the answer under the key (if any), commits, and answers.
+    pub async fn commit(mut self, written: Written) -> Result<Response, ApiError> {
+        let stored = written.stored();
+        if let Some(key) = &self.key {
+            idempotency::record(&mut self.tx, key, &stored)
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
+        self.tx.commit().await.map_err(anyhow::Error::from)?;
+        let mut response = match written.body {
+            Some(body) => (written.status, Json(body)).into_response(),
+            None => written.status.into_response(),
+        };
+        for (name, value) in stored.headers {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::try_from(name), HeaderValue::try_from(value))
+            {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        Ok(response)
+    }
+}

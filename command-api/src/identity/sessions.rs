@@ -1,0 +1,160 @@
+//! Sessions and their rotating refresh tokens.
+//!
+//! A refresh token is 256 random bits, given to the client once and stored only as its
+//! SHA-256. Every use rotates it: the old one is marked used and a new one issued. A used
+//! token presented again means it leaked (or the client is confused): the whole session is
+//! revoked, so the newest token stops working too.
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{Duration, Utc};
+use rand::RngCore as _;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+fn digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn issue_token(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+    ttl_secs: i64,
+) -> Result<String, sqlx::Error> {
+    let token = new_token();
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
+    )
+    .bind(digest(&token))
+    .bind(session_id)
+    .bind(Utc::now() + Duration::seconds(ttl_secs))
+    .execute(conn)
+    .await?;
+    Ok(token)
+}
+
+/// Starts a session for `user_id`; returns its id and first refresh token.
+pub async fn start(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    ttl_secs: i64,
+) -> Result<(Uuid, String), sqlx::Error> {
+    let session_id = Uuid::now_v7();
+    sqlx::query("INSERT INTO sessions (id, user_id) VALUES ($1, $2)")
+        .bind(session_id)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    let token = issue_token(conn, session_id, ttl_secs).await?;
+    Ok((session_id, token))
+}
+
+#[derive(Debug)]
+pub enum Rotation {
+    Rotated {
+        user_id: Uuid,
+        session_id: Uuid,
+        token: String,
+    },
+    /// Unknown, expired, or belonging to an ended session.
+    Refused,
+    /// Already used: the caller revokes the session.
+    Reused { user_id: Uuid, session_id: Uuid },
+}
+
+#[derive(sqlx::FromRow)]
+struct Presented {
+    session_id: Uuid,
+    user_id: Uuid,
+    expired: bool,
+    used: bool,
+    session_revoked: bool,
+}
+
+pub async fn rotate(
+    conn: &mut PgConnection,
+    presented: &str,
+    ttl_secs: i64,
+) -> Result<Rotation, sqlx::Error> {
+    let row: Option<Presented> = sqlx::query_as(
+        "SELECT t.session_id, s.user_id, t.expires_at <= now() AS expired, t.used_at IS NOT NULL AS used,
+                s.revoked_at IS NOT NULL AS session_revoked
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+         WHERE t.token_hash = $1
+         FOR UPDATE OF t, s",
+    )
+    .bind(digest(presented))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Rotation::Refused);
+    };
+    if row.used {
+        return Ok(Rotation::Reused {
+            user_id: row.user_id,
+            session_id: row.session_id,
+        });
+    }
+    if row.expired || row.session_revoked {
+        return Ok(Rotation::Refused);
+    }
+    sqlx::query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1")
+        .bind(digest(presented))
+        .execute(&mut *conn)
+        .await?;
+    let token = issue_token(conn, row.session_id, ttl_secs).await?;
+    Ok(Rotation::Rotated {
+        user_id: row.user_id,
+        session_id: row.session_id,
+        token,
+    })
+}
+
+/// Ends a session; false if it had already ended.
+pub async fn revoke(
+    conn: &mut PgConnection,
+    session_id: Uuid,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(session_id)
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Ends every open session of a user; returns their ids.
+pub async fn revoke_all(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    reason: &str,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = $2
+         WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+    )
+    .bind(user_id)
+    .bind(reason)
+    .fetch_all(conn)
+    .await
+}
+
+/// True while the session is open (command-api checks this on every authenticated request,
+/// so a logout takes effect here at once).
+pub async fn is_active(db: impl PgExecutor<'_>, session_id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL)",
+    )
+    .bind(session_id)
+    .fetch_one(db)
+    .await
+}

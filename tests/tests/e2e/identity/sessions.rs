@@ -1,0 +1,131 @@
+//! Refresh rotation with reuse detection, and logout.
+
+use camreviews_tests::{Api, TestEnv};
+use serde_json::json;
+
+#[tokio::test]
+async fn refreshing_rotates_the_token_and_reuse_revokes_the_whole_session() {
+    let env = TestEnv::new().await;
+    let api = Api::new(&env.spawn_command_api().await);
+    api.register("iris", "iris-password").await;
+    let first = api.login("iris", "iris-password").await;
+
+    let rotated = api
+        .post(
+            "/api/v1/auth/refresh",
+            json!({ "refresh_token": first.refresh }),
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+    let newest = rotated.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(newest, first.refresh);
+    let access = rotated.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.put("/api/v1/users/me", json!({}), Some(&access))
+            .await
+            .status,
+        200
+    );
+
+    // The old token again: reuse. The session ends, so the newest token dies with it.
+    let reused = api
+        .post(
+            "/api/v1/auth/refresh",
+            json!({ "refresh_token": first.refresh }),
+            None,
+        )
+        .await;
+    assert_eq!(reused.status, 401);
+    assert_eq!(reused.code(), "refresh_token_reused");
+    let newest_after = api
+        .post(
+            "/api/v1/auth/refresh",
+            json!({ "refresh_token": newest }),
+            None,
+        )
+        .await;
+    assert_eq!(newest_after.status, 401);
+    assert_eq!(
+        api.put("/api/v1/users/me", json!({}), Some(&access))
+            .await
+            .status,
+        401,
+        "its access tokens too"
+    );
+
+    let revoked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'SessionRevoked'")
+            .fetch_one(&env.pool().await)
+            .await
+            .unwrap();
+    assert_eq!(revoked, 1, "the revocation is an event others can act on");
+}
+
+#[tokio::test]
+async fn an_unknown_refresh_token_is_401() {
+    let env = TestEnv::new().await;
+    let api = Api::new(&env.spawn_command_api().await);
+    let reply = api
+        .post(
+            "/api/v1/auth/refresh",
+            json!({ "refresh_token": "made-up" }),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.code(), "unauthorized");
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_at_once_for_refresh_and_access_tokens() {
+    let env = TestEnv::new().await;
+    let api = Api::new(&env.spawn_command_api().await);
+    api.register("joao", "joao-password").await;
+    let tokens = api.login("joao", "joao-password").await;
+    let other_session = api.login("joao", "joao-password").await;
+
+    let logout = api
+        .post(
+            "/api/v1/auth/logout",
+            json!({ "refresh_token": tokens.refresh }),
+            Some(&tokens.access),
+        )
+        .await;
+    assert_eq!(logout.status, 204);
+    assert!(logout.header("x-event-position").is_some());
+
+    let after = api
+        .put(
+            "/api/v1/users/me",
+            json!({ "display_name": "x" }),
+            Some(&tokens.access),
+        )
+        .await;
+    assert_eq!(after.status, 401, "the access token is refused immediately");
+    let refresh = api
+        .post(
+            "/api/v1/auth/refresh",
+            json!({ "refresh_token": tokens.refresh }),
+            None,
+        )
+        .await;
+    assert_eq!(refresh.status, 401);
+
+    let other = api
+        .put(
+            "/api/v1/users/me",
+            json!({ "display_name": "still here" }),
+            Some(&other_session.access),
+        )
+        .await;
+    assert_eq!(
+        other.status, 200,
+        "other sessions of the user are untouched"
+    );
+
+    let again = api
+        .post("/api/v1/auth/logout", json!({}), Some(&tokens.access))
+        .await;
+    assert_eq!(again.status, 401);
+}
