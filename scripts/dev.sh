@@ -12,6 +12,10 @@ export NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 export MONGODB_URL=${MONGODB_URL:-mongodb://127.0.0.1:27017/?directConnection=true}
 export CAMREVIEWS_DATA_DIR=$DATA_DIR
 export RUST_LOG=${RUST_LOG:-info}
+# The superuser command-api creates at start-up if none exists (local defaults; set your own).
+export SUPERUSER_USERNAME=${SUPERUSER_USERNAME:-admin}
+export SUPERUSER_EMAIL=${SUPERUSER_EMAIL:-admin@camreviews.local}
+export SUPERUSER_PASSWORD=${SUPERUSER_PASSWORD:-camreviews-dev}
 PROFILE=${CAMREVIEWS_PROFILE:-dev}   # CAMREVIEWS_PROFILE=release for an optimised build
 
 trap 'log "stopping"; stop_started' EXIT
@@ -64,6 +68,10 @@ CamReviews is running (logs in $DATA_DIR/logs/):
   PostgreSQL    $DATABASE_URL
   NATS          $NATS_URL
   MongoDB       $MONGODB_URL
+  superuser     $SUPERUSER_USERNAME (password from SUPERUSER_PASSWORD)
+
+Try:  curl -s http://${ADDRS[command-api]}/api/v1/auth/login -H 'content-type: application/json' \
+        -d '{"username":"'"$SUPERUSER_USERNAME"'","password":"…"}'
 
 Press Ctrl-C to stop.
 TXT

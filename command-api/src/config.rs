@@ -36,20 +36,9 @@ impl Config {
             telemetry: TelemetryConfig::from_env(src)?,
             data_dir: config::data_dir(src),
             signing_key: SigningKey::from_env(src)?,
-            access_token_ttl: positive(src, "ACCESS_TOKEN_TTL", 900)?,
-            refresh_token_ttl: positive(src, "REFRESH_TOKEN_TTL", 1_209_600)?,
+            access_token_ttl: config::positive_secs(src, "ACCESS_TOKEN_TTL", 900)?,
+            refresh_token_ttl: config::positive_secs(src, "REFRESH_TOKEN_TTL", 1_209_600)?,
             superuser: SuperuserSeed::from_env(src)?,
         })
     }
-}
-
-fn positive(src: &dyn Source, name: &'static str, default: i64) -> Result<i64, ConfigError> {
-    let value = config::parsed(src, name, default)?;
-    if value <= 0 {
-        return Err(ConfigError::new(
-            name,
-            format!("{value} is not a positive number of seconds"),
-        ));
-    }
-    Ok(value)
 }

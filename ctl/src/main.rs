@@ -1,7 +1,8 @@
 //! camctl: the operator's and analyst's tool. Reads the event store directly (it needs
 //! `DATABASE_URL`), so it works while the services are down.
 //!
-//! Exit codes: 0 done, 1 failed (the reason on stderr), 2 bad usage.
+//! Exit codes: 0 done, 1 failed (the reason on stderr), 2 bad usage, 3 nothing to do (e.g. a
+//! superuser exists already).
 
 use std::{
     io::{BufWriter, Write},
@@ -33,6 +34,23 @@ enum Command {
     /// Inspect the outbox relay that publishes events to NATS.
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// Manage users directly in the event store.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create the first superuser (an admin nobody else can change). Exits 3 if one exists.
+    ///
+    /// The password is asked for without echo, or read from standard input when it is not a
+    /// terminal: `echo "$PW" | camctl users create-superuser --username root --email root@example.com`
+    CreateSuperuser {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -79,11 +97,15 @@ async fn main() -> ExitCode {
         match cli.command {
             Command::Events(EventsCommand::Replay(args)) => replay(&pool, args).await,
             Command::Relay(RelayCommand::Status) => relay_status(&pool).await,
+            Command::Users(UsersCommand::CreateSuperuser { username, email }) => {
+                return create_superuser(&cli.database_url, &username, &email).await;
+            }
         }
+        .map(|()| ExitCode::SUCCESS)
     }
     .await;
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -161,4 +183,48 @@ async fn relay_status(pool: &PgPool) -> anyhow::Result<()> {
         None => writeln!(out, "progress last moved       never")?,
     }
     Ok(())
+}
+
+async fn create_superuser(
+    database_url: &str,
+    username: &str,
+    email: &str,
+) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal as _;
+
+    use command_api::{
+        domain::values::{Email, Password, Username},
+        identity::superuser::{self, SuperuserSeed},
+    };
+
+    let username = Username::parse(username).map_err(|e| anyhow::anyhow!("--username {e}"))?;
+    let email = Email::parse(email).map_err(|e| anyhow::anyhow!("--email {e}"))?;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        anyhow::ensure!(first == second, "the passwords differ");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    let password = Password::parse(&password).map_err(|e| anyhow::anyhow!("the password {e}"))?;
+    let pool = command_api::store::connect(database_url, 2).await?;
+    let seed = SuperuserSeed {
+        username,
+        email,
+        password,
+    };
+    if superuser::ensure(&pool, &seed).await? {
+        writeln!(
+            std::io::stdout(),
+            "created superuser {}",
+            seed.username.as_str()
+        )?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("a superuser exists already; nothing done");
+        Ok(ExitCode::from(3))
+    }
 }

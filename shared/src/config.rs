@@ -104,6 +104,22 @@ pub fn url(
     Ok(value)
 }
 
+/// A positive number of seconds.
+pub fn positive_secs(
+    src: &dyn Source,
+    name: &'static str,
+    default: i64,
+) -> Result<i64, ConfigError> {
+    let value = parsed(src, name, default)?;
+    if value <= 0 {
+        return Err(ConfigError::new(
+            name,
+            format!("{value} is not a positive number of seconds"),
+        ));
+    }
+    Ok(value)
+}
+
 /// The local data directory (dev keys, file mail, blobs) unless a variable says otherwise.
 pub fn data_dir(src: &dyn Source) -> PathBuf {
     PathBuf::from(string(src, "CAMREVIEWS_DATA_DIR", ".data"))

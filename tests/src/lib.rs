@@ -157,14 +157,21 @@ impl TestEnv {
         Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
     }
 
-    pub async fn spawn_query_api(&self) -> Running {
-        let config = query_api::Config {
+    pub fn query_api_config(&self) -> query_api::Config {
+        query_api::Config {
             addr: "127.0.0.1:0".parse().unwrap(),
             mongo: self.mongo.clone(),
             nats: self.nats(),
             telemetry: Self::telemetry(),
-        };
-        let app = query_api::Application::build(config).await.unwrap();
+            public_key: self.signing_key().public,
+            access_token_ttl: 900,
+        }
+    }
+
+    pub async fn spawn_query_api(&self) -> Running {
+        let app = query_api::Application::build(self.query_api_config())
+            .await
+            .unwrap();
         let port = app.port();
         Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
     }
@@ -187,6 +194,8 @@ impl TestEnv {
             mongo: self.mongo.clone(),
             nats: self.nats(),
             telemetry: Self::telemetry(),
+            public_key: self.signing_key().public,
+            access_token_ttl: 900,
         };
         let app = notifier::Application::build(config).await.unwrap();
         let port = app.port();
@@ -262,4 +271,21 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A binary of the workspace; they sit next to the test binary's `deps/` folder
+/// (`scripts/test.sh` builds them first).
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --bins`",
+        path.display()
+    );
+    path
 }

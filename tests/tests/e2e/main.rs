@@ -3,6 +3,7 @@
 // Test helpers outside #[test] functions unwrap too: a failed step should fail the test.
 #![allow(clippy::unwrap_used)]
 
+mod ctl;
 mod identity;
 mod relay_resilience;
 mod relay_torture;

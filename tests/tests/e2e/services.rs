@@ -1,9 +1,9 @@
 //! Every process starts, reports health, readiness and metrics, stops cleanly on a signal,
 //! and refuses bad configuration at start-up with one line naming the variable.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{process::Stdio, time::Duration};
 
-use camreviews_tests::{Running, TestEnv, free_port};
+use camreviews_tests::{Running, TestEnv, binary, free_port};
 use tokio::process::Command;
 
 async fn wait_ready(client: &reqwest::Client, service: &Running) -> reqwest::Response {
@@ -72,22 +72,6 @@ async fn readiness_names_the_dependency_that_is_down() {
         "{body}"
     );
     query_api.stop().await.unwrap();
-}
-
-/// The service binaries sit next to the test binary's `deps/` folder.
-fn binary(name: &str) -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo build --bins`",
-        path.display()
-    );
-    path
 }
 
 #[tokio::test]
