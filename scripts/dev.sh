@@ -70,11 +70,12 @@ CamReviews is running (logs in $DATA_DIR/logs/):
   MongoDB       $MONGODB_URL
   superuser     $SUPERUSER_USERNAME (password from SUPERUSER_PASSWORD)
 
-Try:  curl -s http://${ADDRS[command-api]}/api/v1/auth/login -H 'content-type: application/json' \
-        -d '{"username":"'"$SUPERUSER_USERNAME"'","password":"…"}'
+Log in:  curl -s http://${ADDRS[command-api]}/api/v1/auth/login -H 'content-type: application/json' \\
+           -d '{"username": "$SUPERUSER_USERNAME", "password": "<SUPERUSER_PASSWORD>"}'
 
 Press Ctrl-C to stop.
 TXT
-wait -n "${STARTED_PIDS[@]}" || true
-sleep 0.2 # a Ctrl-C reaches the services too; let its trap run first
-[[ -n ${STOPPING:-} ]] || die "a process exited; see $DATA_DIR/logs/"
+status=0
+wait -n "${STARTED_PIDS[@]}" || status=$?
+sleep 0.2 # a Ctrl-C reaches the services too (they exit 0 on a signal); let our trap run first
+[[ -n ${STOPPING:-} || $status -eq 0 ]] || die "a process exited with status $status; see $DATA_DIR/logs/"
