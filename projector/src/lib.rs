@@ -1,4 +1,5 @@
-//! projector: consumes the EVENTS stream and maintains the MongoDB read models. This process serves its health and metrics; the read models arrive with the catalog issue.
+//! projector: consumes the EVENTS stream and maintains the MongoDB read models. So far this
+//! process serves its health and metrics; the read models arrive with the catalog issue.
 
 use std::net::SocketAddr;
 

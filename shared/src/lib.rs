@@ -10,6 +10,7 @@ pub mod http;
 pub mod mongo;
 pub mod nats;
 pub mod problem;
+pub mod read_side;
 pub mod service;
 pub mod telemetry;
 

@@ -157,14 +157,20 @@ impl TestEnv {
         Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
     }
 
+    pub fn read_side_config(&self) -> shared::read_side::ReadSideConfig {
+        shared::read_side::ReadSideConfig {
+            mongo: self.mongo.clone(),
+            nats: self.nats(),
+            public_key: self.signing_key().public,
+            access_token_ttl: 900,
+        }
+    }
+
     pub fn query_api_config(&self) -> query_api::Config {
         query_api::Config {
             addr: "127.0.0.1:0".parse().unwrap(),
-            mongo: self.mongo.clone(),
-            nats: self.nats(),
+            read_side: self.read_side_config(),
             telemetry: Self::telemetry(),
-            public_key: self.signing_key().public,
-            access_token_ttl: 900,
         }
     }
 
@@ -191,11 +197,8 @@ impl TestEnv {
     pub async fn spawn_notifier(&self) -> Running {
         let config = notifier::Config {
             addr: "127.0.0.1:0".parse().unwrap(),
-            mongo: self.mongo.clone(),
-            nats: self.nats(),
+            read_side: self.read_side_config(),
             telemetry: Self::telemetry(),
-            public_key: self.signing_key().public,
-            access_token_ttl: 900,
         };
         let app = notifier::Application::build(config).await.unwrap();
         let port = app.port();
