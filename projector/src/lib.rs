@@ -1,5 +1,8 @@
-//! projector: consumes the EVENTS stream and maintains the MongoDB read models. So far this
-//! process serves its health and metrics; the read models arrive with the catalog issue.
+//! projector: consumes the EVENTS stream and maintains the MongoDB read models
+//! ([`projections`]), idempotently and in per-aggregate version order ([`consumer`]).
+
+pub mod consumer;
+pub mod projections;
 
 use std::net::SocketAddr;
 
@@ -11,6 +14,8 @@ use shared::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use consumer::Projector;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -34,12 +39,18 @@ impl Config {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    projector: Projector,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = shared::mongo::connect(&config.mongo, "projector").await?;
         let nats = shared::nats::connect(&config.nats.url, "projector").await?;
+        let projector = Projector {
+            js: async_nats::jetstream::new(nats.clone()),
+            prefix: config.nats.prefix.clone(),
+            db: db.clone(),
+        };
         let readiness = Readiness::new()
             .check("mongodb", move || {
                 let db = db.clone();
@@ -54,16 +65,24 @@ impl Application {
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding PROJECTOR_ADDR {}", config.addr))?;
-        Ok(Self { listener, router })
+        Ok(Self {
+            listener,
+            router,
+            projector,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// Serves health and metrics and consumes events until `shutdown`; the event in hand is
+    /// finished and acknowledged first.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "projector listening");
+        let consumer = tokio::spawn(self.projector.run(shutdown.clone()));
         shared::http::serve(self.listener, self.router, shutdown).await?;
+        consumer.await.context("the projector task panicked")?;
         Ok(())
     }
 }

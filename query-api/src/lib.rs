@@ -2,6 +2,8 @@
 //! It reads only MongoDB, so it keeps answering when the write side is down. Bearer tokens are
 //! verified with the public key; sessions ended by a logout are refused within milliseconds.
 
+pub mod http;
+
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
@@ -40,8 +42,11 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let read_side = ReadSide::connect(&config.read_side, "query-api").await?;
-        let router = shared::http::ops_router(read_side.readiness())
-            .layer(tower_http::trace::TraceLayer::new_for_http());
+        let state = http::QueryState {
+            db: read_side.db.clone(),
+            authenticator: read_side.authenticator.clone(),
+        };
+        let router = http::router(state, read_side.readiness());
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding QUERY_API_ADDR {}", config.addr))?;

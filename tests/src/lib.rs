@@ -292,3 +292,22 @@ pub fn binary(name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// Polls `probe` until it yields a value; panics after `within`.
+pub async fn eventually<T, F, Fut>(within: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -25,18 +25,76 @@
 //! `tests/` caught that. Each round that finds new positions consumes one transaction id;
 //! an idle relay consumes none.
 //!
-//! The wait is cluster-wide (transaction ids are), so a long write transaction in another
-//! database of the same server delays the relay; `relay_lag_seconds` shows it.
+//! Step 3 only needs the writers of *this* database. Transaction ids are server-wide, so when
+//! the relay may see other sessions' transaction ids (`pg_read_all_stats`, or a superuser) it
+//! waits only for running transactions whose backend is in this database (the snapshot's
+//! running ids joined with `pg_stat_activity.backend_xid`); a long write in another database of
+//! the same server then costs it nothing. Without that privilege it waits for the whole server
+//! ([`Scope::Server`]); `relay_lag_seconds` shows such delays.
 
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+
+/// Whose in-flight transactions the relay waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only this database's (needs to see other sessions' `backend_xid`).
+    Database,
+    /// Every database's on the server.
+    Server,
+}
+
+impl Scope {
+    /// `Database` when the relay's role may read other sessions' transaction ids.
+    pub async fn detect(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let can_see: bool = sqlx::query_scalar(
+            "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER')
+             FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(pool)
+        .await?;
+        Ok(if can_see {
+            Scope::Database
+        } else {
+            Scope::Server
+        })
+    }
+
+    /// True when no transaction with an id up to `barrier` is running (in scope).
+    async fn settled(self, conn: &mut PgConnection, barrier: i64) -> Result<bool, sqlx::Error> {
+        match self {
+            Scope::Server => {
+                let oldest_running: i64 = sqlx::query_scalar(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                )
+                .fetch_one(conn)
+                .await?;
+                Ok(oldest_running > barrier)
+            }
+            // Every transaction with an id up to the (finished) barrier is below the
+            // snapshot's xmax, so if it still runs it is in the snapshot's running list.
+            Scope::Database => {
+                sqlx::query_scalar(
+                    "SELECT NOT EXISTS (
+                     SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) AS running(xid)
+                     JOIN pg_stat_activity AS a ON a.backend_xid = running.xid::xid
+                     WHERE running.xid <= $1::text::xid8 AND a.datname = current_database())",
+                )
+                .bind(barrier.to_string())
+                .fetch_one(conn)
+                .await
+            }
+        }
+    }
+}
 
 /// Returns the horizon, or `None` if in-flight transactions did not finish within `patience`
 /// (the caller tries again on its next round). When nothing was handed out past `after`, the
 /// horizon is returned at once without waiting.
 pub async fn safe_horizon(
     pool: &PgPool,
+    scope: Scope,
     after: i64,
     patience: Duration,
 ) -> Result<Option<i64>, sqlx::Error> {
@@ -56,11 +114,7 @@ pub async fn safe_horizon(
     let deadline = tokio::time::Instant::now() + patience;
     let mut pause = Duration::from_micros(500);
     loop {
-        let oldest_running: i64 =
-            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-                .fetch_one(&mut *conn)
-                .await?;
-        if oldest_running > barrier {
+        if scope.settled(&mut conn, barrier).await? {
             return Ok(Some(horizon));
         }
         if tokio::time::Instant::now() >= deadline {

@@ -26,6 +26,7 @@ use sqlx::{Connection, PgConnection, PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::read_range;
+pub use high_water::Scope;
 use publisher::Publisher;
 
 /// Key of the advisory lock that elects the leading relay (any constant; "relay" in ASCII).
@@ -37,6 +38,8 @@ pub struct RelayConfig {
     pub batch_size: i64,
     pub poll_interval: Duration,
     pub max_backoff: Duration,
+    /// Whose in-flight transactions to wait for; `None` detects it from the role's privileges.
+    pub wait_scope: Option<Scope>,
 }
 
 impl Default for RelayConfig {
@@ -45,6 +48,7 @@ impl Default for RelayConfig {
             batch_size: 500,
             poll_interval: Duration::from_millis(500),
             max_backoff: Duration::from_secs(5),
+            wait_scope: None,
         }
     }
 }
@@ -111,11 +115,15 @@ impl Relay {
         let mut publisher = Publisher::resync(self.js.clone(), self.prefix.clone(), stored).await?;
         // Everything up to `cursor` is in the stream or a hole that will never fill.
         let mut cursor = publisher.last_position();
-        tracing::info!(position = cursor, "outbox relay leading");
+        let scope = match self.config.wait_scope {
+            Some(scope) => scope,
+            None => Scope::detect(&self.pool).await?,
+        };
+        tracing::info!(position = cursor, ?scope, "outbox relay leading");
 
         loop {
             let horizon =
-                high_water::safe_horizon(&self.pool, cursor, Duration::from_secs(1)).await?;
+                high_water::safe_horizon(&self.pool, scope, cursor, Duration::from_secs(1)).await?;
             let mut caught_up = true;
             if let Some(horizon) = horizon.filter(|&h| h > cursor) {
                 let batch = read_range(&self.pool, cursor, horizon, self.config.batch_size).await?;

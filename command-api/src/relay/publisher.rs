@@ -18,9 +18,39 @@ pub struct Publisher {
     last_position: i64,
 }
 
+/// How far back to look for the relay's own last message when something else published into
+/// the stream after it.
+const RESYNC_SCAN: u64 = 1000;
+
+/// The position of the newest message in the stream that the relay published (it carries
+/// `Event-Position`), scanning back past messages others put there. `None` when the stream is
+/// empty: the relay then starts from the beginning of the store.
+async fn last_relayed_position(
+    stream: &jetstream::stream::Stream,
+    last_sequence: u64,
+) -> Option<i64> {
+    if last_sequence == 0 {
+        return Some(0);
+    }
+    let oldest = last_sequence.saturating_sub(RESYNC_SCAN).max(1);
+    for sequence in (oldest..=last_sequence).rev() {
+        let Ok(message) = stream.get_raw_message(sequence).await else {
+            continue;
+        };
+        let position = message
+            .headers
+            .get(headers::EVENT_POSITION)
+            .and_then(|v| v.as_str().parse().ok());
+        if position.is_some() {
+            return position;
+        }
+    }
+    None
+}
+
 impl Publisher {
-    /// Reads where the stream ends. `fallback` is used when the stream has messages but its
-    /// last one is gone (purged): the relay's own stored progress.
+    /// Reads where the stream ends. `fallback` (the relay's stored progress) is used when no
+    /// message of the relay's can be found at the tail (purged, or buried under foreign ones).
     pub async fn resync(
         js: jetstream::Context,
         prefix: Prefix,
@@ -37,18 +67,9 @@ impl Publisher {
             .context("stream info")?
             .state
             .last_sequence;
-        let last_position = if last_sequence == 0 {
-            0
-        } else {
-            match stream.get_raw_message(last_sequence).await {
-                Ok(message) => message
-                    .headers
-                    .get(headers::EVENT_POSITION)
-                    .and_then(|v| v.as_str().parse().ok())
-                    .context("the stream's last message has no Event-Position header")?,
-                Err(_) => fallback,
-            }
-        };
+        let last_position = last_relayed_position(&stream, last_sequence)
+            .await
+            .unwrap_or(fallback);
         Ok(Self {
             js,
             prefix,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod ctl;
+mod directory;
 mod identity;
 mod relay_resilience;
 mod relay_torture;

@@ -13,9 +13,13 @@ use std::{
 };
 
 use camreviews_tests::{TestEnv, stream};
-use command_api::store::{self, ExpectedVersion, Metadata, StreamId};
+use command_api::{
+    relay::{Relay, RelayConfig, Scope},
+    store::{self, ExpectedVersion, Metadata, StreamId},
+};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use shared::events::ProductEvent;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::price_changed;
@@ -80,11 +84,32 @@ async fn writer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_committed_event_reaches_jetstream_once_in_order_despite_late_commits() {
+    torture(Scope::Database).await;
+}
+
+/// The same with the relay waiting for every database's transactions (a role that cannot see
+/// other sessions' transaction ids).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_server_wide_wait_is_gap_safe_too() {
+    torture(Scope::Server).await;
+}
+
+async fn torture(scope: Scope) {
     let env = TestEnv::new().await;
     let pool = env.pool().await;
-    // Two command-api instances: one relay leads, the other stands by.
-    let first = env.spawn_command_api().await;
-    let second = env.spawn_command_api().await;
+    // Two relays, as in two command-api instances: one leads, the other stands by.
+    let js = env.jetstream().await;
+    let shutdown = CancellationToken::new();
+    let config = RelayConfig {
+        wait_scope: Some(scope),
+        ..RelayConfig::default()
+    };
+    let relays: Vec<_> = (0..2)
+        .map(|_| {
+            let relay = Relay::new(pool.clone(), js.clone(), env.prefix.clone(), config.clone());
+            tokio::spawn(relay.run(shutdown.clone()))
+        })
+        .collect();
 
     let aggregates: Arc<Vec<Uuid>> = Arc::new((0..AGGREGATES).map(|_| Uuid::now_v7()).collect());
     let total = Arc::new(AtomicUsize::new(0));
@@ -107,7 +132,6 @@ async fn every_committed_event_reaches_jetstream_once_in_order_despite_late_comm
         "the run must include rolled-back positions"
     );
 
-    let js = env.jetstream().await;
     let name = env.prefix.events_stream();
     let received = stream::read_events(&js, &name, committed.len(), Duration::from_secs(180)).await;
     if received.len() != committed.len() {
@@ -171,6 +195,8 @@ async fn every_committed_event_reaches_jetstream_once_in_order_despite_late_comm
         );
     }
 
-    first.stop().await.unwrap();
-    second.stop().await.unwrap();
+    shutdown.cancel();
+    for relay in relays {
+        relay.await.unwrap();
+    }
 }

@@ -1,0 +1,170 @@
+//! The projector's durable pull consumer on `EVENTS`.
+//!
+//! Each event is applied to the read models and acknowledged only after MongoDB took it (ack
+//! after the effect is durable). Projections are idempotent and version-guarded: a redelivered
+//! event changes nothing, and an event that arrives before its predecessor (several projector
+//! instances share the consumer) is answered "not yet" and redelivered shortly, so each
+//! aggregate's events apply in version order. An event that still fails after
+//! [`MAX_ATTEMPTS`] goes to `DLQ` with the error and stops blocking nothing else.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::{
+    HeaderMap,
+    jetstream::{self, AckKind, consumer::pull},
+};
+use futures::StreamExt;
+use mongodb::{Database, bson::doc};
+use shared::{EventEnvelope, nats::Prefix};
+use tokio_util::sync::CancellationToken;
+
+use crate::projections::{self, Applied};
+
+pub const CONSUMER: &str = "projector";
+pub const MAX_ATTEMPTS: i64 = 10;
+
+pub struct Projector {
+    pub js: jetstream::Context,
+    pub prefix: Prefix,
+    pub db: Database,
+}
+
+impl Projector {
+    /// Consumes until `shutdown`, reconnecting with backoff on failures.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            match self.consume(&shutdown).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(
+                    error = format!("{e:#}"),
+                    "projector consumer failed; retrying"
+                ),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        shared::nats::ensure_streams(&self.js, &self.prefix).await?;
+        projections::ensure_indexes(&self.db).await?;
+        let stream = self.js.get_stream(self.prefix.events_stream()).await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                CONSUMER,
+                pull::Config {
+                    durable_name: Some(CONSUMER.to_owned()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: 1000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .context("creating the projector consumer")?;
+        let mut messages = consumer.messages().await?;
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => match next {
+                    Some(message) => message?,
+                    None => anyhow::bail!("the consumer's message stream ended"),
+                },
+            };
+            self.handle(message).await?;
+        }
+    }
+
+    async fn handle(&self, message: jetstream::Message) -> anyhow::Result<()> {
+        let attempts = message.info().map(|i| i.delivered).unwrap_or(1);
+        let envelope = match serde_json::from_slice::<EventEnvelope>(&message.payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                // No retry can make it readable.
+                self.dead_letter(&message, &format!("not an event envelope: {e}"))
+                    .await?;
+                return message
+                    .ack_with(AckKind::Term)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("acknowledging: {e}"));
+            }
+        };
+        let ack = match projections::apply(&self.db, &envelope).await {
+            Ok(Applied::Done) => {
+                record_position(&self.db, envelope.position).await?;
+                AckKind::Ack
+            }
+            Ok(Applied::NotYet) if attempts < MAX_ATTEMPTS => {
+                AckKind::Nak(Some(Duration::from_millis(50)))
+            }
+            Ok(Applied::NotYet) => {
+                self.dead_letter(
+                    &message,
+                    "an earlier version of this aggregate never arrived",
+                )
+                .await?;
+                AckKind::Term
+            }
+            Err(e) if attempts < MAX_ATTEMPTS => {
+                tracing::warn!(error = format!("{e:#}"), attempts, subject = %message.subject, "projecting an event failed; will retry");
+                AckKind::Nak(Some(Duration::from_millis(
+                    200 * attempts.unsigned_abs().min(25),
+                )))
+            }
+            Err(e) => {
+                self.dead_letter(&message, &format!("{e:#}")).await?;
+                AckKind::Term
+            }
+        };
+        message
+            .ack_with(ack)
+            .await
+            .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))
+    }
+
+    /// Parks a message in `DLQ` (awaiting the publish ack) with the error in a header.
+    async fn dead_letter(&self, message: &jetstream::Message, error: &str) -> anyhow::Result<()> {
+        tracing::error!(subject = %message.subject, error, "giving up on an event; parked in DLQ");
+        let mut headers = HeaderMap::new();
+        headers.insert("Dlq-Error", error.replace(['\r', '\n'], " ").as_str());
+        headers.insert("Dlq-Consumer", CONSUMER);
+        headers.insert("Dlq-Original-Subject", message.subject.as_str());
+        if let Some(original) = &message.headers {
+            for name in [
+                shared::nats::headers::EVENT_TYPE,
+                shared::nats::headers::EVENT_POSITION,
+                "Nats-Msg-Id",
+            ] {
+                if let Some(value) = original.get(name) {
+                    headers.insert(name, value.as_str());
+                }
+            }
+        }
+        let subject = self.prefix.dlq_subject(CONSUMER, &message.subject);
+        self.js
+            .publish_with_headers(subject, headers, message.payload.clone())
+            .await?
+            .await
+            .context("publishing to DLQ")?;
+        metrics::counter!("projector_dead_letters_total").increment(1);
+        Ok(())
+    }
+}
+
+/// The highest position applied, for `X-Projection-Position` and lag.
+async fn record_position(db: &Database, position: i64) -> anyhow::Result<()> {
+    db.collection::<mongodb::bson::Document>(projections::CHECKPOINTS)
+        .update_one(
+            doc! { "_id": CONSUMER },
+            doc! { "$max": { "position": position } },
+        )
+        .upsert(true)
+        .await?;
+    metrics::gauge!("projector_position").set(position as f64);
+    Ok(())
+}
