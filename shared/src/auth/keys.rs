@@ -195,6 +195,23 @@ mod tests {
     }
 
     #[test]
+    fn keys_given_as_a_path_or_an_inline_pem_override_the_development_pair() {
+        let dir = std::env::temp_dir().join(format!("camreviews-keys-{}", uuid::Uuid::new_v4()));
+        let generated = SigningKey::development(&dir).unwrap();
+        let private_path = dir.join("ed25519.pem").display().to_string();
+        let public_pem = std::fs::read_to_string(dir.join("ed25519.pub.pem")).unwrap();
+        let src: HashMap<String, String> = [
+            ("JWT_PRIVATE_KEY".to_owned(), private_path),
+            ("JWT_PUBLIC_KEY".to_owned(), public_pem),
+            ("CAMREVIEWS_DATA_DIR".to_owned(), "/nonexistent".to_owned()),
+        ]
+        .into();
+        assert_eq!(SigningKey::from_env(&src).unwrap().public, generated.public);
+        assert_eq!(PublicKey::from_env(&src).unwrap(), generated.public);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn an_unreadable_key_names_the_variable() {
         let src: HashMap<String, String> = [(
             "JWT_PUBLIC_KEY".to_owned(),

@@ -163,3 +163,25 @@ async fn after_logout_query_api_refuses_the_access_token_within_two_seconds() {
         "anonymous readers are unaffected"
     );
 }
+
+#[tokio::test]
+async fn an_expired_refresh_token_is_401() {
+    let env = TestEnv::new().await;
+    let config = command_api::Config {
+        refresh_token_ttl: 1,
+        ..env.command_api_config()
+    };
+    let api = Api::new(&env.spawn_command_api_with(config).await);
+    api.register("yuri", "yuri-password").await;
+    let tokens = api.login("yuri", "yuri-password").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let reply = api
+        .post(
+            "/api/v1/auth/refresh",
+            json!({ "refresh_token": tokens.refresh }),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.code(), "unauthorized");
+}
