@@ -4,8 +4,13 @@
 //! after the effect is durable). Projections are idempotent and version-guarded: a redelivered
 //! event changes nothing, and an event that arrives before its predecessor (several projector
 //! instances share the consumer) is answered "not yet" and redelivered shortly, so each
-//! aggregate's events apply in version order. An event that still fails after
-//! [`MAX_ATTEMPTS`] goes to `DLQ` with the error and stops blocking nothing else.
+//! aggregate's events apply in version order.
+//!
+//! Failures are told apart. MongoDB being away is not the event's fault: it is retried every
+//! second for as long as it takes and never dead-lettered. An event that fails for its own
+//! sake (it does not decode, a projection rejects it) goes to `DLQ` after [`MAX_ATTEMPTS`]; an
+//! event whose predecessor has not arrived waits up to [`MAX_WAITS`] redeliveries (minutes)
+//! before it is parked, so a short outage never starts a cascade of dead letters.
 
 use std::time::Duration;
 
@@ -23,6 +28,7 @@ use crate::projections::{self, Applied};
 
 pub const CONSUMER: &str = "projector";
 pub const MAX_ATTEMPTS: i64 = 10;
+pub const MAX_WAITS: i64 = 200;
 
 pub struct Projector {
     pub js: jetstream::Context,
@@ -99,9 +105,9 @@ impl Projector {
                 record_position(&self.db, envelope.position).await?;
                 AckKind::Ack
             }
-            Ok(Applied::NotYet) if attempts < MAX_ATTEMPTS => {
-                AckKind::Nak(Some(Duration::from_millis(50)))
-            }
+            Ok(Applied::NotYet) if attempts < MAX_WAITS => AckKind::Nak(Some(
+                Duration::from_millis((50 * attempts.unsigned_abs()).min(2000)),
+            )),
             Ok(Applied::NotYet) => {
                 self.dead_letter(
                     &message,
@@ -109,6 +115,13 @@ impl Projector {
                 )
                 .await?;
                 AckKind::Term
+            }
+            Err(e) if e.downcast_ref::<mongodb::error::Error>().is_some() => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "the read store failed; retrying the event"
+                );
+                AckKind::Nak(Some(Duration::from_secs(1)))
             }
             Err(e) if attempts < MAX_ATTEMPTS => {
                 tracing::warn!(error = format!("{e:#}"), attempts, subject = %message.subject, "projecting an event failed; will retry");

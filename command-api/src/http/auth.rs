@@ -144,7 +144,15 @@ async fn login(
         return Err(ApiError::InvalidCredentials);
     };
     state.throttle.record_success(&username);
+    // Re-read the account under its lock: a deletion or role change that committed while the
+    // password was being verified must not slip past into a fresh session.
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let account = accounts::lock(&mut tx, account.id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let Some(account) = account.filter(|a| !a.deleted) else {
+        return Err(ApiError::InvalidCredentials);
+    };
     let (session_id, refresh) = sessions::start(&mut tx, account.id, state.refresh_ttl_secs)
         .await
         .map_err(anyhow::Error::from)?;
@@ -170,6 +178,15 @@ async fn refresh(
         return Err(anyhow::anyhow!("validated fields missing").into());
     };
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    // Lock order everywhere: the user's account row first, then sessions and tokens.
+    if let Some(user_id) = sessions::owner(&mut tx, &presented)
+        .await
+        .map_err(anyhow::Error::from)?
+    {
+        accounts::lock(&mut tx, user_id)
+            .await
+            .map_err(anyhow::Error::from)?;
+    }
     match sessions::rotate(&mut tx, &presented, state.refresh_ttl_secs)
         .await
         .map_err(anyhow::Error::from)?
@@ -234,6 +251,9 @@ async fn logout(
         Begun::Fresh(command) => command,
     };
     let mut appended = None;
+    accounts::lock(&mut command.tx, caller.user_id)
+        .await
+        .map_err(anyhow::Error::from)?;
     if sessions::revoke(&mut command.tx, caller.session_id, "logout")
         .await
         .map_err(anyhow::Error::from)?

@@ -65,9 +65,15 @@ async fn update_me(
         fields.push("current_password", "is required to change the password");
     }
     fields.finish()?;
+    // A retry of an answered request replays the answer before anything is checked again.
+    let key = idempotency.scoped(&caller.user_id.to_string(), &body);
+    let mut command = match command::begin(&state.pool, key).await? {
+        Begun::Replay(response) => return Ok(response),
+        Begun::Fresh(command) => command,
+    };
     let new_hash = match (new_password, &body.current_password) {
         (Some(new_password), Some(current)) => {
-            let account = accounts::by_id(&state.pool, caller.user_id)
+            let account = accounts::lock(&mut command.tx, caller.user_id)
                 .await
                 .map_err(anyhow::Error::from)?
                 .ok_or(ApiError::Unauthorized)?;
@@ -80,11 +86,6 @@ async fn update_me(
             Some(password::hash(new_password.into_inner()).await?)
         }
         _ => None,
-    };
-    let key = idempotency.scoped(&caller.user_id.to_string(), &body);
-    let mut command = match command::begin(&state.pool, key).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
     };
     let update = UserCommand::UpdateProfile {
         display_name: display_name.map(DisplayName::into_inner),

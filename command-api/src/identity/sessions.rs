@@ -55,6 +55,16 @@ pub async fn start(
     Ok((session_id, token))
 }
 
+/// Whose session a refresh token belongs to (no lock), so callers can lock the account first.
+pub async fn owner(conn: &mut PgConnection, presented: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT s.user_id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
+    )
+    .bind(digest(presented))
+    .fetch_optional(conn)
+    .await
+}
+
 #[derive(Debug)]
 pub enum Rotation {
     Rotated {

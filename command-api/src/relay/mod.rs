@@ -121,22 +121,42 @@ impl Relay {
         };
         tracing::info!(position = cursor, ?scope, "outbox relay leading");
 
+        // The highest horizon proven settled; a backlog below it is drained without waiting
+        // for in-flight writers again.
+        let mut settled = cursor;
+        let batch_size = self.config.batch_size.max(1);
+        let mut last_purge = Instant::now();
         loop {
-            let horizon =
-                high_water::safe_horizon(&self.pool, scope, cursor, Duration::from_secs(1)).await?;
+            if settled <= cursor {
+                let patience = Duration::from_secs(1);
+                if let Some(h) =
+                    high_water::safe_horizon(&self.pool, scope, cursor, patience).await?
+                {
+                    settled = settled.max(h);
+                }
+            }
             let mut caught_up = true;
-            if let Some(horizon) = horizon.filter(|&h| h > cursor) {
-                let batch = read_range(&self.pool, cursor, horizon, self.config.batch_size).await?;
-                let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= self.config.batch_size;
+            if settled > cursor {
+                let batch = read_range(&self.pool, cursor, settled, batch_size).await?;
+                let full = i64::try_from(batch.len()).unwrap_or(i64::MAX) >= batch_size;
                 let published = publisher.publish(&batch).await;
-                self.report_progress(publisher.last_position(), batch.len())
+                let acked = batch
+                    .iter()
+                    .filter(|e| e.position <= publisher.last_position())
+                    .count();
+                self.report_progress(publisher.last_position(), acked)
                     .await?;
                 published?;
                 cursor = match batch.last() {
                     Some(last) if full => last.position,
-                    _ => horizon,
+                    _ => settled,
                 };
                 caught_up = !full;
+            }
+            if last_purge.elapsed() > Duration::from_secs(3600) {
+                last_purge = Instant::now();
+                let mut conn = self.pool.acquire().await?;
+                crate::store::idempotency::purge_expired(&mut conn).await?;
             }
             self.report_lag(cursor).await?;
             if shutdown.is_cancelled() {

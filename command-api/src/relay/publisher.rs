@@ -8,7 +8,7 @@
 //! is the relay's progress. `Nats-Msg-Id` = event id adds the broker's own dedupe on top.
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, context::Publish};
+use async_nats::jetstream::{self, context::Publish, stream::RawMessageErrorKind};
 use shared::{EventEnvelope, nats::Prefix, nats::headers};
 
 pub struct Publisher {
@@ -28,24 +28,29 @@ const RESYNC_SCAN: u64 = 1000;
 async fn last_relayed_position(
     stream: &jetstream::stream::Stream,
     last_sequence: u64,
-) -> Option<i64> {
+) -> anyhow::Result<Option<i64>> {
     if last_sequence == 0 {
-        return Some(0);
+        return Ok(Some(0));
     }
     let oldest = last_sequence.saturating_sub(RESYNC_SCAN).max(1);
     for sequence in (oldest..=last_sequence).rev() {
-        let Ok(message) = stream.get_raw_message(sequence).await else {
-            continue;
-        };
-        let position = message
-            .headers
-            .get(headers::EVENT_POSITION)
-            .and_then(|v| v.as_str().parse().ok());
-        if position.is_some() {
-            return position;
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => {
+                let position = message
+                    .headers
+                    .get(headers::EVENT_POSITION)
+                    .and_then(|v| v.as_str().parse().ok());
+                if position.is_some() {
+                    return Ok(position);
+                }
+            }
+            // Deleted or purged: look further back. Any other failure (a timeout, a leader
+            // election) must not be mistaken for "not ours", or events would be sent twice.
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {}
+            Err(e) => return Err(anyhow::Error::from(e).context("reading the stream's tail")),
         }
     }
-    None
+    Ok(None)
 }
 
 impl Publisher {
@@ -68,7 +73,7 @@ impl Publisher {
             .state
             .last_sequence;
         let last_position = last_relayed_position(&stream, last_sequence)
-            .await
+            .await?
             .unwrap_or(fallback);
         Ok(Self {
             js,
@@ -108,6 +113,11 @@ impl Publisher {
             let ack = ack
                 .await
                 .with_context(|| format!("publish ack for position {position}"))?;
+            // A duplicate means our view of the stream is stale: stop and resync.
+            anyhow::ensure!(
+                !ack.duplicate,
+                "position {position} was in the stream already"
+            );
             self.last_sequence = ack.sequence;
             self.last_position = position;
         }

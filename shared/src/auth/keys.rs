@@ -150,11 +150,11 @@ impl SigningKey {
 /// Writes `contents` unless the file exists already.
 fn write_new(path: &PathBuf, contents: &str) -> Result<(), String> {
     use std::io::Write as _;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
         Ok(mut file) => file
             .write_all(contents.as_bytes())
             .map_err(|e| format!("{}: {e}", path.display())),

@@ -101,12 +101,19 @@ impl Revocations {
         let mut messages = consumer.messages().await?;
         while let Some(message) = messages.next().await {
             let message = message?;
-            let envelope: EventEnvelope = serde_json::from_slice(&message.payload)?;
-            if let Some(session_id) = envelope.data["session_id"]
-                .as_str()
-                .and_then(|s| Uuid::parse_str(s).ok())
-            {
-                self.revoke(session_id);
+            // Something unreadable on the subject must not stop the revocations after it.
+            match serde_json::from_slice::<EventEnvelope>(&message.payload) {
+                Ok(envelope) => {
+                    let session = envelope.data["session_id"]
+                        .as_str()
+                        .and_then(|s| Uuid::parse_str(s).ok());
+                    if let Some(session_id) = session {
+                        self.revoke(session_id);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(subject = %message.subject, error = %e, "skipping an unreadable revocation")
+                }
             }
             if message.info().is_ok_and(|info| info.pending == 0) {
                 self.caught_up.store(true, Ordering::Relaxed);

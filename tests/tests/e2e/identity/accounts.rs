@@ -312,3 +312,32 @@ async fn the_jwks_endpoint_serves_the_ed25519_public_key() {
     assert_eq!(key["alg"], "EdDSA");
     assert_eq!(key["x"].as_str().unwrap().len(), 43, "32 bytes, base64url");
 }
+
+#[tokio::test]
+async fn a_retried_password_change_with_its_idempotency_key_replays_the_answer() {
+    let env = TestEnv::new().await;
+    let api = Api::new(&env.spawn_command_api().await);
+    api.register("zoe", "zoe-password").await;
+    let tokens = api.login("zoe", "zoe-password").await;
+    let change = json!({ "password": "zoe-new-password", "current_password": "zoe-password" });
+    let send = || async {
+        let response = api
+            .request(Method::PUT, "/api/v1/users/me")
+            .bearer_auth(&tokens.access)
+            .header("idempotency-key", "change-password-1")
+            .json(&change)
+            .send()
+            .await
+            .unwrap();
+        Api::reply(response).await
+    };
+    let first = send().await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    // The answer was lost; the client retries the same request. The current password is no
+    // longer current, but the retry gets the first answer instead of a 422.
+    let retry = send().await;
+    assert_eq!(retry.status, 200, "{:?}", retry.body);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.body, first.body);
+    api.login("zoe", "zoe-new-password").await;
+}

@@ -147,6 +147,17 @@ async fn after_logout_query_api_refuses_the_access_token_within_two_seconds() {
     .await;
     assert_eq!(seen.body["username"], "vera");
 
+    // Something unreadable on the revocation subject must not stop the follower.
+    let js = env.jetstream().await;
+    let subject = env
+        .prefix
+        .event_subject("user", vera["id"].as_str().unwrap(), "SessionRevoked");
+    js.publish(subject, "garbage".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
     let logout = api
         .post("/api/v1/auth/logout", json!({}), Some(&tokens.access))
         .await;
