@@ -111,6 +111,68 @@ impl Region {
     }
 }
 
+/// A price: a decimal string with at most two decimals, or a JSON number of that form; kept
+/// as a string with exactly two decimals (`"1299.9"` → `"1299.90"`). Never negative.
+pub fn parse_price(raw: &serde_json::Value) -> Result<String, String> {
+    const BAD: &str = "must be a non-negative amount with at most two decimals, like \"1299.99\"";
+    let text = match raw {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return Err(BAD.into()),
+    };
+    let (units, cents) = text.split_once('.').unwrap_or((&text, ""));
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    if units.is_empty() || units.len() > 12 || !digits(units) || cents.len() > 2 || !digits(cents) {
+        return Err(BAD.into());
+    }
+    let units = units.trim_start_matches('0');
+    Ok(format!(
+        "{}.{cents:0<2}",
+        if units.is_empty() { "0" } else { units }
+    ))
+}
+
+/// An ISO 4217 code: three upper-case letters.
+pub fn parse_currency(raw: &str) -> Result<String, String> {
+    if raw.len() == 3 && raw.chars().all(|c| c.is_ascii_uppercase()) {
+        Ok(raw.to_owned())
+    } else {
+        Err("must be an ISO 4217 code like USD".into())
+    }
+}
+
+/// Text of `min..=max` characters, trimmed.
+pub fn parse_text(raw: &str, min: usize, max: usize) -> Result<String, String> {
+    let text = raw.trim();
+    if (min..=max).contains(&text.chars().count()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("must be {min} to {max} characters"))
+    }
+}
+
+/// Specs: a flat map of strings to strings (at most 100 entries, keys up to 100 characters,
+/// values up to 1000).
+pub fn parse_specs(
+    raw: &serde_json::Value,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    const BAD: &str = "must be an object of strings, like {\"sensor\": \"full frame\"}";
+    let object = raw.as_object().ok_or(BAD)?;
+    if object.len() > 100 {
+        return Err("may have at most 100 entries".into());
+    }
+    object
+        .iter()
+        .map(|(key, value)| {
+            let value = value.as_str().ok_or(BAD)?;
+            if key.is_empty() || key.chars().count() > 100 || value.chars().count() > 1000 {
+                return Err("keys must be 1 to 100 characters, values at most 1000".to_owned());
+            }
+            Ok((key.clone(), value.to_owned()))
+        })
+        .collect()
+}
+
 /// Collects one error per field while parsing a request body.
 #[derive(Default)]
 pub struct Fields {
@@ -119,11 +181,11 @@ pub struct Fields {
 
 impl Fields {
     /// Parses a required field; records a problem and returns `None` when it fails.
-    pub fn required<T>(
+    pub fn required<V: ?Sized, T>(
         &mut self,
         field: &str,
-        value: Option<&str>,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        value: Option<&V>,
+        parse: impl FnOnce(&V) -> Result<T, String>,
     ) -> Option<T> {
         match value {
             None => {
@@ -134,11 +196,12 @@ impl Fields {
         }
     }
 
-    pub fn optional<T>(
+    /// Parses a field if present; records a problem and returns `None` when it fails.
+    pub fn optional<V: ?Sized, T>(
         &mut self,
         field: &str,
-        value: Option<&str>,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        value: Option<&V>,
+        parse: impl FnOnce(&V) -> Result<T, String>,
     ) -> Option<T> {
         match parse(value?) {
             Ok(parsed) => Some(parsed),
@@ -192,6 +255,40 @@ mod tests {
         assert!(Password::parse("1234567").is_err());
         assert!(Password::parse("12345678").is_ok());
         assert!(Password::parse(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn prices_are_normalised_to_two_decimals_and_refuse_anything_else() {
+        use serde_json::json;
+        assert_eq!(parse_price(&json!("1299.99")).unwrap(), "1299.99");
+        assert_eq!(parse_price(&json!("1299.9")).unwrap(), "1299.90");
+        assert_eq!(parse_price(&json!(1299.5)).unwrap(), "1299.50");
+        assert_eq!(parse_price(&json!(0)).unwrap(), "0.00");
+        assert_eq!(parse_price(&json!("007")).unwrap(), "7.00");
+        for bad in [
+            json!("-1"),
+            json!(-1),
+            json!("1.999"),
+            json!(1.999),
+            json!("abc"),
+            json!(true),
+            json!("1e3"),
+            json!(""),
+        ] {
+            assert!(parse_price(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn specs_are_a_flat_map_of_strings() {
+        use serde_json::json;
+        assert_eq!(
+            parse_specs(&json!({"iso": "100-6400"})).unwrap()["iso"],
+            "100-6400"
+        );
+        assert!(parse_specs(&json!({"iso": 100})).is_err());
+        assert!(parse_specs(&json!({"lens": {"mm": "28"}})).is_err());
+        assert!(parse_specs(&json!(["a"])).is_err());
     }
 
     #[test]

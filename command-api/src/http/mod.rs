@@ -5,6 +5,7 @@ mod auth;
 mod caller;
 mod command;
 mod jwks;
+mod products;
 mod users;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .merge(users::router())
         .merge(admins::router())
         .merge(jwks::router())
+        .merge(products::router())
         .with_state(state)
         .merge(ops_router(readiness))
         .layer(DefaultBodyLimit::max(shared::http::MAX_BODY_BYTES as usize))

@@ -226,3 +226,15 @@ pub async fn current_version(
     .await?;
     Ok(version.unwrap_or(0))
 }
+
+/// Locks the stream's row for the rest of the transaction, so that commands on one aggregate
+/// run one at a time (load, decide, append) instead of racing and retrying. A stream that does
+/// not exist yet has no row: nothing is locked.
+pub async fn lock_stream(conn: &mut PgConnection, stream: StreamId) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM streams WHERE aggregate_type = $1 AND aggregate_id = $2 FOR UPDATE")
+        .bind(stream.aggregate_type)
+        .bind(stream.aggregate_id)
+        .execute(conn)
+        .await
+        .map(drop)
+}

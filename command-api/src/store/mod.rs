@@ -8,6 +8,7 @@ mod read;
 
 pub use append::{
     AppendError, Appended, ExpectedVersion, Metadata, NewEvent, StreamId, append_events,
+    lock_stream,
 };
 pub use read::{EventFilter, read_all, read_range, read_stream};
 

@@ -6,6 +6,7 @@
 mod ctl;
 mod directory;
 mod identity;
+mod products;
 mod relay_resilience;
 mod relay_torture;
 mod services;
