@@ -16,6 +16,9 @@ export MONGODB_URL=${MONGODB_URL:-mongodb://127.0.0.1:27018/?directConnection=tr
 ensure_postgres "$TEST_DATABASE_URL"
 ensure_nats "$NATS_URL"
 ensure_mongo "$MONGODB_URL" :memory:
+# Outage tests start (and kill) private MongoDB-wire servers of their own.
+ensure_secantus
+export SECANTUSD_BIN=${SECANTUSD_BIN:-$VENV/bin/secantusd-py}
 
 # Some tests run the service binaries themselves (start-up errors, SIGTERM).
 cargo build --workspace --bins

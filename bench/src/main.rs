@@ -1,8 +1,9 @@
 //! The benchmark harness. Every figure is printed next to the raw limit of the store it
 //! depends on, measured in the same run on the same machine, and written as JSON.
 //!
-//! `cargo run --release -p camreviews-bench -- store` (see docs/performance.md).
+//! `cargo run --release -p camreviews-bench -- store|catalog` (see docs/performance.md).
 
+mod catalog;
 mod stats;
 mod store;
 
@@ -23,6 +24,10 @@ struct Cli {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     admin_url: String,
+    #[arg(long, env = "NATS_URL", default_value = shared::config::DEFAULT_NATS_URL)]
+    nats_url: String,
+    #[arg(long, env = "MONGODB_URL", default_value = shared::config::DEFAULT_MONGODB_URL)]
+    mongodb_url: String,
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -41,6 +46,14 @@ enum Scenario {
     /// Event-store appends (one event per transaction, expected-version check, position
     /// trigger) next to raw single-row INSERT transactions.
     Store,
+    /// The catalog through the running services: create-product commands next to raw
+    /// INSERTs, command → visible latency at a fixed rate, detail and list GETs next to a raw
+    /// `find_one` loop.
+    Catalog {
+        /// Commands per second for the command → visible figure.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+    },
 }
 
 #[tokio::main]
@@ -49,6 +62,14 @@ async fn main() -> anyhow::Result<()> {
     let duration = Duration::from_secs(cli.seconds);
     let rows = match cli.scenario {
         Scenario::Store => store::run(&cli.admin_url, &cli.concurrency, duration).await?,
+        Scenario::Catalog { rate } => {
+            let servers = catalog::Servers {
+                admin_url: cli.admin_url.clone(),
+                nats_url: cli.nats_url.clone(),
+                mongodb_url: cli.mongodb_url.clone(),
+            };
+            catalog::run(&servers, &cli.concurrency, duration, rate).await?
+        }
     };
     stats::print_table(&rows)?;
     stats::write_json(&cli.json, &rows)?;

@@ -48,20 +48,30 @@ where
     for worker in futures::future::join_all(workers).await {
         latencies.extend(worker.context("a bench worker panicked")??);
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    Ok(summarise(name, concurrency, latencies, started.elapsed()))
+}
+
+/// A row from the latencies of the operations done in `elapsed`.
+pub fn summarise(
+    name: &str,
+    concurrency: usize,
+    mut latencies: Vec<Duration>,
+    elapsed: Duration,
+) -> Row {
+    let elapsed = elapsed.as_secs_f64();
     latencies.sort_unstable();
     let pick = |q: f64| {
         let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
         latencies.get(index).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
-    Ok(Row {
+    Row {
         scenario: name.to_owned(),
         concurrency,
         ops_per_sec: latencies.len() as f64 / elapsed,
         p50_ms: pick(0.50),
         p99_ms: pick(0.99),
         operations: latencies.len(),
-    })
+    }
 }
 
 pub fn print_table(rows: &[Row]) -> anyhow::Result<()> {
@@ -72,10 +82,15 @@ pub fn print_table(rows: &[Row]) -> anyhow::Result<()> {
         "scenario", "conc", "ops/s", "p50 ms", "p99 ms"
     )?;
     for r in rows {
+        // Concurrency 0: an open loop at a fixed rate (named in the scenario).
+        let concurrency = match r.concurrency {
+            0 => "-".to_owned(),
+            n => n.to_string(),
+        };
         writeln!(
             out,
             "{:<44} {:>5} {:>10.0} {:>9.2} {:>9.2}",
-            r.scenario, r.concurrency, r.ops_per_sec, r.p50_ms, r.p99_ms
+            r.scenario, concurrency, r.ops_per_sec, r.p50_ms, r.p99_ms
         )?;
     }
     Ok(())

@@ -40,7 +40,7 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let read_side = ReadSide::connect(&config.read_side, "notifier").await?;
-        let router = shared::http::ops_router(read_side.readiness())
+        let router = shared::http::ops_router(read_side.readiness(true))
             .layer(tower_http::trace::TraceLayer::new_for_http());
         let listener = TcpListener::bind(config.addr)
             .await

@@ -12,7 +12,7 @@
 //! event whose predecessor has not arrived waits up to [`MAX_WAITS`] redeliveries (minutes)
 //! before it is parked, so a short outage never starts a cascade of dead letters.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use async_nats::{
@@ -20,12 +20,14 @@ use async_nats::{
     jetstream::{self, AckKind, consumer::pull},
 };
 use futures::StreamExt;
-use mongodb::{Database, bson::doc};
+use mongodb::Database;
 use shared::{EventEnvelope, nats::Prefix};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::projections::{self, Applied};
 
+/// The durable consumer's default name (`PROJECTOR_CONSUMER`).
 pub const CONSUMER: &str = "projector";
 pub const MAX_ATTEMPTS: i64 = 10;
 pub const MAX_WAITS: i64 = 200;
@@ -34,6 +36,10 @@ pub struct Projector {
     pub js: jetstream::Context,
     pub prefix: Prefix,
     pub db: Database,
+    /// The durable consumer's name; one per read-model database.
+    pub consumer: String,
+    /// Told after each acknowledgement, so the checkpoint follows at once.
+    pub acked: Arc<Notify>,
 }
 
 impl Projector {
@@ -62,9 +68,9 @@ impl Projector {
         let stream = self.js.get_stream(self.prefix.events_stream()).await?;
         let consumer = stream
             .get_or_create_consumer(
-                CONSUMER,
+                &self.consumer,
                 pull::Config {
-                    durable_name: Some(CONSUMER.to_owned()),
+                    durable_name: Some(self.consumer.clone()),
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: Duration::from_secs(30),
                     max_ack_pending: 1000,
@@ -102,8 +108,15 @@ impl Projector {
         };
         let ack = match projections::apply(&self.db, &envelope).await {
             Ok(Applied::Done) => {
-                record_position(&self.db, envelope.position).await?;
-                AckKind::Ack
+                // Confirmed by the server, so the ack floor (the checkpoint) includes it.
+                message
+                    .double_ack()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
+                metrics::gauge!("projector_applied_position").set(envelope.position as f64);
+                metrics::counter!("projector_events_applied_total").increment(1);
+                self.acked.notify_one();
+                return Ok(());
             }
             Ok(Applied::NotYet) if attempts < MAX_WAITS => AckKind::Nak(Some(
                 Duration::from_millis((50 * attempts.unsigned_abs()).min(2000)),
@@ -137,7 +150,9 @@ impl Projector {
         message
             .ack_with(ack)
             .await
-            .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))
+            .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
+        self.acked.notify_one();
+        Ok(())
     }
 
     /// Parks a message in `DLQ` (awaiting the publish ack) with the error in a header.
@@ -145,7 +160,7 @@ impl Projector {
         tracing::error!(subject = %message.subject, error, "giving up on an event; parked in DLQ");
         let mut headers = HeaderMap::new();
         headers.insert("Dlq-Error", error.replace(['\r', '\n'], " ").as_str());
-        headers.insert("Dlq-Consumer", CONSUMER);
+        headers.insert("Dlq-Consumer", self.consumer.as_str());
         headers.insert("Dlq-Original-Subject", message.subject.as_str());
         if let Some(original) = &message.headers {
             for name in [
@@ -158,7 +173,7 @@ impl Projector {
                 }
             }
         }
-        let subject = self.prefix.dlq_subject(CONSUMER, &message.subject);
+        let subject = self.prefix.dlq_subject(&self.consumer, &message.subject);
         self.js
             .publish_with_headers(subject, headers, message.payload.clone())
             .await?
@@ -167,17 +182,4 @@ impl Projector {
         metrics::counter!("projector_dead_letters_total").increment(1);
         Ok(())
     }
-}
-
-/// The highest position applied, for `X-Projection-Position` and lag.
-async fn record_position(db: &Database, position: i64) -> anyhow::Result<()> {
-    db.collection::<mongodb::bson::Document>(projections::CHECKPOINTS)
-        .update_one(
-            doc! { "_id": CONSUMER },
-            doc! { "$max": { "position": position } },
-        )
-        .upsert(true)
-        .await?;
-    metrics::gauge!("projector_position").set(position as f64);
-    Ok(())
 }

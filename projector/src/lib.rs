@@ -1,10 +1,11 @@
 //! projector: consumes the EVENTS stream and maintains the MongoDB read models
 //! ([`projections`]), idempotently and in per-aggregate version order ([`consumer`]).
 
+pub mod checkpoint;
 pub mod consumer;
 pub mod projections;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use shared::{
@@ -12,9 +13,10 @@ use shared::{
     http::Readiness,
     telemetry::TelemetryConfig,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 
+use checkpoint::Checkpointer;
 use consumer::Projector;
 
 #[derive(Debug, Clone)]
@@ -22,6 +24,9 @@ pub struct Config {
     pub addr: SocketAddr,
     pub mongo: MongoConfig,
     pub nats: NatsConfig,
+    /// The durable consumer (`PROJECTOR_CONSUMER`, default `projector`). Projecting the same
+    /// stream into a second database (a replay, a blue/green switch) takes a second name.
+    pub consumer: String,
     pub telemetry: TelemetryConfig,
 }
 
@@ -31,8 +36,26 @@ impl Config {
             addr: config::socket_addr(src, "PROJECTOR_ADDR", "127.0.0.1:8083")?,
             mongo: MongoConfig::from_env(src)?,
             nats: NatsConfig::from_env(src)?,
+            consumer: consumer_name(src)?,
             telemetry: TelemetryConfig::from_env(src)?,
         })
+    }
+}
+
+/// A durable consumer name: letters, digits, `_` and `-`.
+fn consumer_name(src: &dyn Source) -> Result<String, ConfigError> {
+    let name: String = config::parsed(src, "PROJECTOR_CONSUMER", consumer::CONSUMER.to_owned())?;
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(name)
+    } else {
+        Err(ConfigError::new(
+            "PROJECTOR_CONSUMER",
+            format!("{name:?} may only hold letters, digits, '_' and '-'"),
+        ))
     }
 }
 
@@ -40,16 +63,28 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     projector: Projector,
+    checkpointer: Checkpointer,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = shared::mongo::connect(&config.mongo, "projector").await?;
         let nats = shared::nats::connect(&config.nats.url, "projector").await?;
+        let js = async_nats::jetstream::new(nats.clone());
+        let acked = Arc::new(Notify::new());
         let projector = Projector {
-            js: async_nats::jetstream::new(nats.clone()),
+            js: js.clone(),
             prefix: config.nats.prefix.clone(),
             db: db.clone(),
+            consumer: config.consumer.clone(),
+            acked: acked.clone(),
+        };
+        let checkpointer = Checkpointer {
+            js,
+            prefix: config.nats.prefix.clone(),
+            db: db.clone(),
+            consumer: config.consumer.clone(),
+            nudge: acked,
         };
         let readiness = Readiness::new()
             .check("mongodb", move || {
@@ -69,6 +104,7 @@ impl Application {
             listener,
             router,
             projector,
+            checkpointer,
         })
     }
 
@@ -81,8 +117,10 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "projector listening");
         let consumer = tokio::spawn(self.projector.run(shutdown.clone()));
+        let checkpointer = tokio::spawn(self.checkpointer.run(shutdown.clone()));
         shared::http::serve(self.listener, self.router, shutdown).await?;
         consumer.await.context("the projector task panicked")?;
+        checkpointer.await.context("the checkpoint task panicked")?;
         Ok(())
     }
 }

@@ -2,7 +2,10 @@
 //! It reads only MongoDB, so it keeps answering when the write side is down. Bearer tokens are
 //! verified with the public key; sessions ended by a logout are refused within milliseconds.
 
+pub mod cache;
 pub mod http;
+pub mod projection;
+pub mod views;
 
 use std::net::SocketAddr;
 
@@ -16,10 +19,17 @@ use shared::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use cache::{Breaker, ReadCache};
+use projection::ProjectionWatch;
+use views::ViewRecorder;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub addr: SocketAddr,
     pub read_side: ReadSideConfig,
+    /// Bytes of recent answers kept to serve while MongoDB is unreachable
+    /// (`QUERY_CACHE_BYTES`, default 64 MiB).
+    pub cache_bytes: usize,
     pub telemetry: TelemetryConfig,
 }
 
@@ -28,6 +38,7 @@ impl Config {
         Ok(Self {
             addr: config::socket_addr(src, "QUERY_API_ADDR", "127.0.0.1:8082")?,
             read_side: ReadSideConfig::from_env(src)?,
+            cache_bytes: config::parsed(src, "QUERY_CACHE_BYTES", 64 << 20)?,
             telemetry: TelemetryConfig::from_env(src)?,
         })
     }
@@ -37,16 +48,30 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     read_side: ReadSide,
+    tasks: CancellationToken,
+    views_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let read_side = ReadSide::connect(&config.read_side, "query-api").await?;
+        // Background tasks stop with the service; the view publisher drains first.
+        let tasks = CancellationToken::new();
+        let (views, views_task) = ViewRecorder::spawn(
+            read_side.js.clone(),
+            read_side.prefix.clone(),
+            tasks.clone(),
+        );
         let state = http::QueryState {
             db: read_side.db.clone(),
             authenticator: read_side.authenticator.clone(),
+            projection: ProjectionWatch::spawn(read_side.db.clone(), tasks.clone()),
+            views,
+            cache: ReadCache::new(config.cache_bytes),
+            breaker: Breaker::default(),
         };
-        let router = http::router(state, read_side.readiness());
+        // Reads go on without NATS; it is reported, not required.
+        let router = http::router(state, read_side.readiness(false));
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding QUERY_API_ADDR {}", config.addr))?;
@@ -54,6 +79,8 @@ impl Application {
             listener,
             router,
             read_side,
+            tasks,
+            views_task,
         })
     }
 
@@ -69,7 +96,13 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "query-api listening");
         self.read_side.follow_revocations(shutdown.clone());
-        shared::http::serve(self.listener, self.router, shutdown).await?;
+        let served = shared::http::serve(self.listener, self.router, shutdown).await;
+        // In-flight requests are done: publish the views they recorded, then stop.
+        self.tasks.cancel();
+        if self.views_task.await.is_err() {
+            tracing::error!("the view publisher panicked");
+        }
+        served?;
         Ok(())
     }
 }

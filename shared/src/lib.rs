@@ -4,15 +4,19 @@
 
 pub mod auth;
 pub mod config;
+pub mod cursor;
 pub mod envelope;
 pub mod events;
 pub mod http;
+pub mod money;
 pub mod mongo;
 pub mod nats;
 pub mod problem;
+pub mod read_model;
 pub mod read_side;
 pub mod service;
 pub mod telemetry;
+pub mod views;
 
 pub use envelope::{Actor, EventEnvelope, Role};
 pub use problem::ApiError;

@@ -25,6 +25,10 @@ impl Prefix {
         Ok(Self(value.to_owned()))
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

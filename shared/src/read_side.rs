@@ -62,18 +62,16 @@ impl ReadSide {
         })
     }
 
-    /// MongoDB answers, NATS is connected, recent logouts have been read.
-    pub fn readiness(&self) -> Readiness {
+    /// MongoDB answers, NATS is connected, recent logouts have been read. With `needs_nats`
+    /// false, NATS being away is reported but does not make the service unready (query-api
+    /// keeps serving reads without it).
+    pub fn readiness(&self, needs_nats: bool) -> Readiness {
         let (db, nats) = (self.db.clone(), self.nats.clone());
         let revocations = self.authenticator.revocations().clone();
-        Readiness::new()
+        let readiness = Readiness::new()
             .check("mongodb", move || {
                 let db = db.clone();
                 async move { crate::mongo::ping(&db).await }
-            })
-            .check("nats", move || {
-                let state = crate::nats::is_connected(&nats);
-                async move { state }
             })
             .check("session revocations", move || {
                 let caught_up = revocations.is_caught_up();
@@ -84,7 +82,16 @@ impl ReadSide {
                         Err("still reading recent logouts".to_owned())
                     }
                 }
-            })
+            });
+        let nats_probe = move || {
+            let state = crate::nats::is_connected(&nats);
+            async move { state }
+        };
+        if needs_nats {
+            readiness.check("nats", nats_probe)
+        } else {
+            readiness.advise("nats", nats_probe)
+        }
     }
 
     /// Starts following `SessionRevoked` events until `shutdown`.

@@ -10,14 +10,18 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod api;
+mod mongo_server;
 mod nats_server;
+mod process;
 mod running;
 pub mod stream;
 
 use std::sync::Once;
 
 pub use api::{Api, Reply, Tokens};
+pub use mongo_server::MongoServer;
 pub use nats_server::NatsServer;
+pub use process::Process;
 pub use running::Running;
 
 use shared::{
@@ -170,6 +174,7 @@ impl TestEnv {
         query_api::Config {
             addr: "127.0.0.1:0".parse().unwrap(),
             read_side: self.read_side_config(),
+            cache_bytes: 8 << 20,
             telemetry: Self::telemetry(),
         }
     }
@@ -183,10 +188,17 @@ impl TestEnv {
     }
 
     pub async fn spawn_projector(&self) -> Running {
+        self.spawn_projector_into(self.mongo.clone(), projector::consumer::CONSUMER)
+            .await
+    }
+
+    /// A projector writing to `mongo` through the durable consumer `consumer`.
+    pub async fn spawn_projector_into(&self, mongo: MongoConfig, consumer: &str) -> Running {
         let config = projector::Config {
             addr: "127.0.0.1:0".parse().unwrap(),
-            mongo: self.mongo.clone(),
+            mongo,
             nats: self.nats(),
+            consumer: consumer.to_owned(),
             telemetry: Self::telemetry(),
         };
         let app = projector::Application::build(config).await.unwrap();
@@ -203,6 +215,18 @@ impl TestEnv {
         let app = notifier::Application::build(config).await.unwrap();
         let port = app.port();
         Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
+    }
+
+    /// The environment a read-side binary (projector, query-api, notifier) needs for this
+    /// test's servers.
+    pub fn read_side_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("MONGODB_URL", self.mongo.url.clone()),
+            ("MONGODB_DB", self.mongo.db.clone()),
+            ("NATS_URL", self.nats_url.clone()),
+            ("NATS_PREFIX", self.prefix.as_str().to_owned()),
+            ("CAMREVIEWS_DATA_DIR", self.data_dir().display().to_string()),
+        ]
     }
 
     /// A pool on this test's database, with migrations applied.

@@ -34,6 +34,31 @@ pub async fn read_events(
     events
 }
 
+/// The first `count` messages of a stream as (subject, payload), in stream order.
+pub async fn read_subjects(
+    js: &jetstream::Context,
+    stream: &str,
+    count: usize,
+) -> Vec<(String, bytes::Bytes)> {
+    let stream = js.get_stream(stream).await.expect("the stream exists");
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut read = Vec::with_capacity(count);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while read.len() < count {
+        let next = tokio::time::timeout_at(deadline, messages.next()).await;
+        let Ok(Some(Ok(message))) = next else { break };
+        read.push((message.subject.to_string(), message.payload.clone()));
+    }
+    read
+}
+
 /// How many messages the stream holds now.
 pub async fn message_count(js: &jetstream::Context, stream: &str) -> u64 {
     match js.get_stream(stream).await {

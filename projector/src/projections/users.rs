@@ -4,11 +4,10 @@
 use mongodb::{
     Collection, Database, IndexModel,
     bson::{self, Document, doc},
-    error::{ErrorKind, WriteFailure},
 };
 use shared::{EventEnvelope, events::UserEvent};
 
-use super::Applied;
+use super::{Applied, is_duplicate_key};
 
 pub const COLLECTION: &str = "users";
 
@@ -87,8 +86,4 @@ pub async fn apply(db: &Database, envelope: &EventEnvelope) -> anyhow::Result<Ap
         Some(seen) if seen >= version => Ok(Applied::Done), // a redelivery
         _ => Ok(Applied::NotYet),
     }
-}
-
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    matches!(&*error.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000)
 }

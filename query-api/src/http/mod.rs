@@ -1,34 +1,112 @@
-//! query-api's HTTP surface. Each area exposes `fn router()`; [`router`] merges them.
+//! query-api's HTTP surface. Each area exposes `fn router()`; [`router`] merges them and wraps
+//! every read in [`read_your_writes`].
 
+mod caching;
+mod products;
 mod reader;
 mod users;
 
-use axum::Router;
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
 use mongodb::Database;
 use shared::{ApiError, auth::Authenticator, http::Readiness};
 use tower_http::trace::TraceLayer;
 
 pub use reader::Reader;
 
+use crate::{
+    cache::{Breaker, ReadCache},
+    projection::ProjectionWatch,
+    views::ViewRecorder,
+};
+
 #[derive(Clone)]
 pub struct QueryState {
     pub db: Database,
     pub authenticator: Authenticator,
+    pub projection: ProjectionWatch,
+    pub views: ViewRecorder,
+    pub cache: ReadCache,
+    pub breaker: Breaker,
 }
 
 pub fn router(state: QueryState, readiness: Readiness) -> Router {
     Router::new()
+        .merge(products::router())
         .merge(users::router())
+        .layer(middleware::from_fn_with_state(
+            state.projection.clone(),
+            read_your_writes,
+        ))
         .with_state(state)
         .merge(shared::http::ops_router(readiness))
         .layer(TraceLayer::new_for_http())
 }
 
-/// The read store failing is the client's 503, to retry shortly; the cause is logged.
-fn store_unavailable(error: mongodb::error::Error) -> ApiError {
-    tracing::warn!(error = %error, "the read store failed");
-    ApiError::Unavailable {
-        detail: "the read store is unavailable".into(),
-        retry_after_secs: 1,
-    }
+/// `X-Min-Position: N` waits (at most `min(X-Max-Wait-Ms, 5000)` ms, default 2000) until the
+/// read models have applied position N, else 504 `projection_lagging`. Every answer carries
+/// `X-Projection-Position`: the read models had applied at least that much when it was read.
+async fn read_your_writes(
+    State(projection): State<ProjectionWatch>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let waited = match wanted(request.headers()) {
+        Ok(None) => Ok(projection.current()),
+        Ok(Some((position, within))) => {
+            projection.wait_for(position, within).await.map_err(|seen| {
+                ApiError::ProjectionLagging {
+                    wanted: position,
+                    current: seen,
+                }
+            })
+        }
+        Err(e) => Err(e),
+    };
+    let (mut response, seen) = match waited {
+        Ok(seen) => (next.run(request).await, seen),
+        Err(e) => (e.into_response(), projection.current()),
+    };
+    response
+        .headers_mut()
+        .insert("x-projection-position", HeaderValue::from(seen));
+    response
+}
+
+const DEFAULT_WAIT_MS: u64 = 2000;
+const MAX_WAIT_MS: u64 = 5000;
+
+/// The position a request waits for, and for how long.
+fn wanted(headers: &HeaderMap) -> Result<Option<(i64, Duration)>, ApiError> {
+    let header = |name: &str| -> Result<Option<u64>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        ApiError::InvalidParameter(format!(
+                            "{name}: must be a non-negative whole number"
+                        ))
+                    })
+            })
+            .transpose()
+    };
+    let Some(position) = header("x-min-position")? else {
+        return Ok(None);
+    };
+    let wait = header("x-max-wait-ms")?
+        .unwrap_or(DEFAULT_WAIT_MS)
+        .min(MAX_WAIT_MS);
+    let position = i64::try_from(position)
+        .map_err(|_| ApiError::InvalidParameter("x-min-position: too large".into()))?;
+    Ok(Some((position, Duration::from_millis(wait))))
 }

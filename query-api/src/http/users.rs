@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use shared::ApiError;
 use uuid::Uuid;
 
-use super::{QueryState, Reader, store_unavailable};
+use super::{QueryState, Reader};
 
 pub fn router() -> Router<QueryState> {
     Router::new().route("/api/v1/users/{id}", get(profile))
@@ -24,11 +24,14 @@ async fn profile(
 ) -> Result<Json<Value>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("user"))?;
     let user = state
-        .db
-        .collection::<Document>("users")
-        .find_one(doc! { "_id": id.to_string(), "deleted": false })
-        .await
-        .map_err(store_unavailable)?
+        .breaker
+        .run(
+            state
+                .db
+                .collection::<Document>(shared::read_model::USERS)
+                .find_one(doc! { "_id": id.to_string(), "deleted": false }),
+        )
+        .await?
         .ok_or(ApiError::NotFound("user"))?;
     Ok(Json(json!({
         "id": id,

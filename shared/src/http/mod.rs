@@ -4,9 +4,11 @@
 
 mod json;
 mod ops;
+mod query;
 
 pub use json::{ApiJson, MAX_BODY_BYTES};
 pub use ops::{Readiness, ops_router};
+pub use query::{DEFAULT_LIMIT, MAX_LIMIT, QueryParams};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -21,6 +21,9 @@ type Probe = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Syn
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Vec<(&'static str, Probe)>,
+    /// Checks whose failure is reported but does not make the service unready: it can still
+    /// do its main work without that dependency (query-api without NATS).
+    advisory: Vec<(&'static str, Probe)>,
 }
 
 impl Readiness {
@@ -38,9 +41,21 @@ impl Readiness {
         self
     }
 
+    /// A dependency that is reported in `/readyz` when it fails but does not make the service
+    /// unready.
+    pub fn advise<F, Fut>(mut self, name: &'static str, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.advisory
+            .push((name, Arc::new(move || Box::pin(probe()))));
+        self
+    }
+
     /// Runs every probe at once, each bounded, and returns the failures by name.
-    async fn failures(&self) -> Vec<(&'static str, String)> {
-        let probes = self.checks.iter().map(|(name, probe)| async move {
+    async fn failures(checks: &[(&'static str, Probe)]) -> Vec<(&'static str, String)> {
+        let probes = checks.iter().map(|(name, probe)| async move {
             let outcome = tokio::time::timeout(Duration::from_secs(2), probe()).await;
             match outcome {
                 Ok(Ok(())) => None,
@@ -64,9 +79,21 @@ pub fn ops_router(readiness: Readiness) -> Router {
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> Response {
-    let failures = readiness.failures().await;
+    let (failures, degraded) = futures::join!(
+        Readiness::failures(&readiness.checks),
+        Readiness::failures(&readiness.advisory)
+    );
     if failures.is_empty() {
-        return (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response();
+        let degraded: serde_json::Map<_, _> = degraded
+            .into_iter()
+            .map(|(name, reason)| (name.to_owned(), reason.into()))
+            .collect();
+        let body = if degraded.is_empty() {
+            json!({ "status": "ready" })
+        } else {
+            json!({ "status": "ready", "degraded": degraded })
+        };
+        return (StatusCode::OK, Json(body)).into_response();
     }
     let detail = failures
         .iter()

@@ -3,6 +3,7 @@
 // Test helpers outside #[test] functions unwrap too: a failed step should fail the test.
 #![allow(clippy::unwrap_used)]
 
+mod catalog;
 mod ctl;
 mod directory;
 mod identity;

@@ -1,0 +1,530 @@
+//! The catalog: list (filters, search, sorts, cursor pages), detail (counting anonymous views),
+//! and history (admins).
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Router,
+    extract::{Path, State},
+    http::HeaderMap,
+    response::Response,
+    routing::get,
+};
+use futures::TryStreamExt;
+use mongodb::{
+    Collection,
+    bson::{self, Bson, Document, doc},
+};
+use serde_json::{Value, json};
+use shared::{ApiError, Role, cursor::Scope, http::QueryParams, read_model};
+use uuid::Uuid;
+
+use super::{QueryState, Reader, caching::json_answer};
+
+pub fn router() -> Router<QueryState> {
+    Router::new()
+        .route("/api/v1/products", get(list))
+        .route("/api/v1/products/{sku}", get(detail))
+        .route("/api/v1/products/{sku}/history", get(history))
+}
+
+/// The longest `q` and `brand` accepted.
+const MAX_TEXT: usize = 200;
+
+#[derive(Debug, Clone, Copy)]
+enum Sort {
+    Newest,
+    PriceAsc,
+    PriceDesc,
+    Name,
+    Rating,
+}
+
+/// How a sort orders documents: the key field and its direction; ties (all but `newest`,
+/// whose key is unique) are broken by `_id` in the same direction, so one index serves both.
+struct Order {
+    field: &'static str,
+    ascending: bool,
+    unique: bool,
+}
+
+impl Sort {
+    fn parse(raw: &str) -> Result<Self, String> {
+        Ok(match raw {
+            "newest" => Sort::Newest,
+            "price_asc" => Sort::PriceAsc,
+            "price_desc" => Sort::PriceDesc,
+            "name" => Sort::Name,
+            "rating" => Sort::Rating,
+            _ => return Err("must be newest, price_asc, price_desc, name or rating".into()),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Sort::Newest => "newest",
+            Sort::PriceAsc => "price_asc",
+            Sort::PriceDesc => "price_desc",
+            Sort::Name => "name",
+            Sort::Rating => "rating",
+        }
+    }
+
+    fn order(self) -> Order {
+        let (field, ascending, unique) = match self {
+            Sort::Newest => ("created_position", false, true),
+            Sort::PriceAsc => ("price_cents", true, false),
+            Sort::PriceDesc => ("price_cents", false, false),
+            Sort::Name => ("name_sort", true, false),
+            Sort::Rating => ("rating_sort", false, false),
+        };
+        Order {
+            field,
+            ascending,
+            unique,
+        }
+    }
+}
+
+impl Order {
+    fn sort(&self) -> Document {
+        let direction = if self.ascending { 1 } else { -1 };
+        let mut sort = doc! { self.field: direction };
+        if !self.unique {
+            sort.insert("_id", direction);
+        }
+        sort
+    }
+
+    /// The sort key of a document, as carried by a cursor.
+    fn key_of(&self, document: &Document) -> Value {
+        let key = document
+            .get(self.field)
+            .cloned()
+            .map(Bson::into_relaxed_extjson)
+            .unwrap_or(Value::Null);
+        if self.unique {
+            json!([key])
+        } else {
+            json!([key, document.get_str("_id").unwrap_or_default()])
+        }
+    }
+
+    /// The condition "strictly after the item with this key", checking the key's types.
+    fn after(&self, key: &Value) -> Result<Document, ApiError> {
+        let invalid = || ApiError::InvalidParameter("cursor: not a cursor of this listing".into());
+        let value = match (self.field, &key[0]) {
+            ("name_sort", Value::String(s)) => Bson::String(s.clone()),
+            ("rating_sort", Value::Number(n)) => Bson::Double(n.as_f64().ok_or_else(invalid)?),
+            (_, Value::Number(n)) => Bson::Int64(n.as_i64().ok_or_else(invalid)?),
+            _ => return Err(invalid()),
+        };
+        let beyond = if self.ascending { "$gt" } else { "$lt" };
+        if self.unique {
+            return Ok(doc! { self.field: { beyond: value } });
+        }
+        let id = key[1].as_str().ok_or_else(invalid)?;
+        Ok(doc! { "$or": [
+            { self.field: { beyond: value.clone() } },
+            { self.field: value, "_id": { beyond: id } },
+        ] })
+    }
+}
+
+/// Parsed list parameters: the filter and the cursor scope they define.
+struct Listing {
+    filter: Document,
+    scope: Scope,
+    order: Order,
+    limit: i64,
+    cursor: Option<String>,
+}
+
+impl Listing {
+    fn parse(params: QueryParams) -> Result<Self, ApiError> {
+        let params = params.only(&[
+            "limit",
+            "cursor",
+            "brand",
+            "q",
+            "min_price",
+            "max_price",
+            "sort",
+        ])?;
+        let text = |raw: &str| {
+            let text = raw.trim();
+            if text.chars().count() > MAX_TEXT {
+                Err(format!("must be at most {MAX_TEXT} characters"))
+            } else if text.chars().any(char::is_control) {
+                Err("must not contain control characters".to_owned())
+            } else {
+                Ok(text.to_lowercase())
+            }
+        };
+        let price = |raw: &str| {
+            shared::money::cents(raw.trim())
+                .ok_or_else(|| "must be a non-negative amount like 1299.99".to_owned())
+        };
+        let sort = params.parsed("sort", Sort::parse)?.unwrap_or(Sort::Newest);
+        let brand = params.parsed("brand", text)?.filter(|b| !b.is_empty());
+        let q = params.parsed("q", text)?.filter(|q| !q.is_empty());
+        let min = params.parsed("min_price", price)?;
+        let max = params.parsed("max_price", price)?;
+        if let (Some(min), Some(max)) = (min, max) {
+            if min > max {
+                return Err(ApiError::InvalidParameter(
+                    "min_price: is above max_price".into(),
+                ));
+            }
+        }
+
+        let mut filter = doc! { "deleted": false };
+        let mut scope = Scope::new("products").with("sort", sort.name());
+        if let Some(brand) = &brand {
+            filter.insert("brand_key", brand);
+            scope = scope.with("brand", brand);
+        }
+        if let Some(q) = &q {
+            // A literal, escaped: no character of `q` can act as a pattern or an operator.
+            filter.insert(
+                "search_text",
+                bson::Regex {
+                    pattern: escape_regex(q),
+                    options: String::new(),
+                },
+            );
+            scope = scope.with("q", q);
+        }
+        if min.is_some() || max.is_some() {
+            let mut range = doc! {};
+            if let Some(min) = min {
+                range.insert("$gte", min);
+                scope = scope.with("min_price", min);
+            }
+            if let Some(max) = max {
+                range.insert("$lte", max);
+                scope = scope.with("max_price", max);
+            }
+            filter.insert("price_cents", range);
+        }
+        Ok(Self {
+            filter,
+            scope,
+            order: sort.order(),
+            limit: params.limit()?,
+            cursor: params
+                .get("cursor")
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// `text` as a regular expression that matches exactly that text.
+pub fn escape_regex(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if c.is_ascii_punctuation() || c == ' ' {
+            pattern.push('\\');
+            pattern.push(c);
+        } else {
+            pattern.push(c);
+        }
+    }
+    pattern
+}
+
+fn products(state: &QueryState) -> Collection<Document> {
+    state.db.collection(read_model::PRODUCTS)
+}
+
+async fn list(
+    State(state): State<QueryState>,
+    reader: Reader,
+    headers: HeaderMap,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let cache_key = format!("products?{}", params.canonical());
+    let listing = Listing::parse(params)?;
+    let mut filter = listing.filter.clone();
+    if let Some(cursor) = &listing.cursor {
+        let key: Value = listing.scope.decode(cursor)?;
+        filter.extend(listing.order.after(&key)?);
+    }
+    let page = state
+        .breaker
+        .run(page_of_products(&state, filter, &listing))
+        .await;
+    let page = match page {
+        Ok(page) => {
+            let page = Arc::new(page);
+            state
+                .cache
+                .put(cache_key, page.clone(), page.to_string().len());
+            page
+        }
+        Err(e) => state.cache.get(&cache_key).ok_or(e)?,
+    };
+    Ok(json_answer(&headers, reader.0.is_none(), &page))
+}
+
+async fn page_of_products(
+    state: &QueryState,
+    filter: Document,
+    listing: &Listing,
+) -> mongodb::error::Result<Value> {
+    let mut documents: Vec<Document> = products(state)
+        .find(filter)
+        .sort(listing.order.sort())
+        .limit(listing.limit + 1)
+        .await?
+        .try_collect()
+        .await?;
+    let next_cursor = if documents.len() as i64 > listing.limit {
+        documents.truncate(listing.limit as usize);
+        documents
+            .last()
+            .map(|last| listing.scope.encode(&listing.order.key_of(last)))
+    } else {
+        None
+    };
+    let skus: Vec<&str> = documents
+        .iter()
+        .filter_map(|d| d.get_str("_id").ok())
+        .collect();
+    let views = views_of(state, &skus).await?;
+    let items: Vec<Value> = documents
+        .iter()
+        .map(|d| {
+            let sku = d.get_str("_id").unwrap_or_default();
+            product_json(d, views.get(sku).copied().unwrap_or(0))
+        })
+        .collect();
+    Ok(json!({ "items": items, "next_cursor": next_cursor }))
+}
+
+/// View tallies by SKU (kept by the notifier).
+async fn views_of(
+    state: &QueryState,
+    skus: &[&str],
+) -> mongodb::error::Result<HashMap<String, i64>> {
+    if skus.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let tallies: Vec<Document> = state
+        .db
+        .collection::<Document>(read_model::PRODUCT_VIEWS)
+        .find(doc! { "_id": { "$in": skus } })
+        .await?
+        .try_collect()
+        .await?;
+    Ok(tallies
+        .into_iter()
+        .filter_map(|t| Some((t.get_str("_id").ok()?.to_owned(), count(&t, "views"))))
+        .collect())
+}
+
+/// An integer field whatever width MongoDB stored it with.
+fn count(document: &Document, field: &str) -> i64 {
+    match document.get(field) {
+        Some(Bson::Int64(n)) => *n,
+        Some(Bson::Int32(n)) => i64::from(*n),
+        Some(Bson::Double(n)) => *n as i64,
+        _ => 0,
+    }
+}
+
+fn rfc3339(document: &Document, field: &str) -> Value {
+    document
+        .get_datetime(field)
+        .ok()
+        .and_then(|at| chrono::DateTime::from_timestamp_millis(at.timestamp_millis()))
+        .map(|at| Value::String(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
+        .unwrap_or(Value::Null)
+}
+
+/// The product as readers see it.
+fn product_json(document: &Document, views: i64) -> Value {
+    let text = |field: &str| document.get_str(field).unwrap_or_default();
+    let specs = document
+        .get_document("specs")
+        .map(|s| Bson::Document(s.clone()).into_relaxed_extjson())
+        .unwrap_or_else(|_| json!({}));
+    let rating_avg = match document.get("rating_avg") {
+        Some(Bson::Double(avg)) => json!(avg),
+        _ => Value::Null,
+    };
+    json!({
+        "sku": text("_id"),
+        "name": text("name"),
+        "brand": text("brand"),
+        "price": text("price"),
+        "currency": text("currency"),
+        "description": text("description"),
+        "specs": specs,
+        "views": views,
+        "review_count": count(document, "review_count"),
+        "rating_avg": rating_avg,
+        "version": count(document, "version"),
+        "created_at": rfc3339(document, "created_at"),
+        "updated_at": rfc3339(document, "updated_at"),
+    })
+}
+
+/// SKUs are UUIDs: anything else is a product that does not exist.
+fn parse_sku(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("product"))
+}
+
+async fn detail(
+    State(state): State<QueryState>,
+    reader: Reader,
+    headers: HeaderMap,
+    Path(sku): Path<String>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    params.only(&[])?;
+    let sku = parse_sku(&sku)?;
+    let key = format!("product:{sku}");
+    let found = state.breaker.run(load_product(&state, sku)).await;
+    let product = match found {
+        Ok(Some(product)) => {
+            let product = Arc::new(product);
+            state
+                .cache
+                .put(key, product.clone(), product.to_string().len());
+            product
+        }
+        Ok(None) => {
+            state.cache.remove(&key);
+            return Err(ApiError::NotFound("product"));
+        }
+        Err(e) => state.cache.get(&key).ok_or(e)?,
+    };
+    if reader.0.is_none() {
+        state.views.record(sku);
+    }
+    Ok(json_answer(&headers, reader.0.is_none(), &product))
+}
+
+async fn load_product(state: &QueryState, sku: Uuid) -> mongodb::error::Result<Option<Value>> {
+    let sku = sku.to_string();
+    let collection = products(state);
+    let skus = [sku.as_str()];
+    let (product, views) = tokio::try_join!(
+        collection.find_one(doc! { "_id": &sku, "deleted": false }),
+        views_of(state, &skus),
+    )?;
+    Ok(product.map(|p| product_json(&p, views.get(&sku).copied().unwrap_or(0))))
+}
+
+async fn history(
+    State(state): State<QueryState>,
+    reader: Reader,
+    headers: HeaderMap,
+    Path(sku): Path<String>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    match &reader.0 {
+        None => return Err(ApiError::Unauthorized),
+        Some(claims) if claims.role != Role::Admin => {
+            return Err(ApiError::Forbidden(
+                "only admins see product history".into(),
+            ));
+        }
+        Some(_) => {}
+    }
+    let params = params.only(&["limit", "cursor"])?;
+    let sku = parse_sku(&sku)?.to_string();
+    let limit = params.limit()?;
+    let scope = Scope::new("product_history").with("sku", &sku);
+    let mut filter = doc! { "sku": &sku };
+    if let Some(cursor) = params.get("cursor").filter(|c| !c.is_empty()) {
+        let after: i64 = scope.decode(cursor)?;
+        filter.insert("version", doc! { "$gt": after });
+    }
+    let entries: Vec<Document> = state
+        .breaker
+        .run(async {
+            state
+                .db
+                .collection::<Document>(read_model::PRODUCT_HISTORY)
+                .find(filter)
+                .sort(doc! { "version": 1 })
+                .limit(limit + 1)
+                .await?
+                .try_collect()
+                .await
+        })
+        .await?;
+    if entries.is_empty() && params.get("cursor").is_none() {
+        return Err(ApiError::NotFound("product"));
+    }
+    let more = entries.len() as i64 > limit;
+    let entries = &entries[..entries.len().min(limit as usize)];
+    let next_cursor = more
+        .then(|| entries.last().map(|e| scope.encode(&count(e, "version"))))
+        .flatten();
+    let items: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            let field = |name: &str| {
+                e.get(name)
+                    .cloned()
+                    .map(Bson::into_relaxed_extjson)
+                    .unwrap_or(Value::Null)
+            };
+            json!({
+                "position": count(e, "position"),
+                "version": count(e, "version"),
+                "event_type": e.get_str("event_type").unwrap_or_default(),
+                "occurred_at": rfc3339(e, "occurred_at"),
+                "actor": field("actor"),
+                "changes": field("changes"),
+            })
+        })
+        .collect();
+    Ok(json_answer(
+        &headers,
+        false,
+        &json!({ "items": items, "next_cursor": next_cursor }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_text_has_no_pattern_characters_left() {
+        assert_eq!(escape_regex(".*"), "\\.\\*");
+        assert_eq!(escape_regex("a+b (c)"), "a\\+b\\ \\(c\\)");
+        assert_eq!(escape_regex("{\"$ne\":null}"), "\\{\\\"\\$ne\\\"\\:null\\}");
+        assert_eq!(escape_regex("é^$|"), "é\\^\\$\\|");
+    }
+
+    #[test]
+    fn unknown_or_operator_shaped_parameters_are_refused() {
+        for query in [
+            "brand[$ne]=x",
+            "q[$regex]=.",
+            "sort=random",
+            "limit=0",
+            "min_price=-1",
+            "min_price=5&max_price=4",
+        ] {
+            let params = QueryParams::parse(query).unwrap();
+            assert!(Listing::parse(params).is_err(), "{query}");
+        }
+    }
+
+    #[test]
+    fn a_cursor_key_of_the_wrong_type_is_refused() {
+        let order = Sort::PriceAsc.order();
+        assert!(order.after(&json!(["100", "x"])).is_err());
+        assert!(order.after(&json!([100, 5])).is_err());
+        assert!(order.after(&json!([100, "x"])).is_ok());
+        let newest = Sort::Newest.order();
+        assert!(newest.after(&json!([{"$gt": 1}])).is_err());
+    }
+}

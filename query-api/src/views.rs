@@ -1,0 +1,170 @@
+//! Anonymous product views, published to `VIEWS` off the request path. A detail GET hands the
+//! SKU to a bounded queue and answers at once; a background task publishes in batches, awaits
+//! the acknowledgements together, and republishes what failed under the same `Nats-Msg-Id`,
+//! so a NATS outage delays views instead of losing or doubling them. When the queue is full
+//! (NATS away for long under heavy traffic) new views are dropped and counted in
+//! `query_views_dropped_total`: reads never wait for the broker.
+
+use std::time::Duration;
+
+use async_nats::{HeaderMap, jetstream};
+use chrono::Utc;
+use shared::{nats::Prefix, views::ProductViewed};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Views waiting to be published, at most.
+const QUEUE: usize = 100_000;
+/// Views published per batch, at most.
+const BATCH: usize = 500;
+/// How long shutdown waits for the queue to drain.
+const DRAIN: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct ViewRecorder {
+    queue: mpsc::Sender<Uuid>,
+}
+
+impl ViewRecorder {
+    /// Starts the publisher; it drains the queue when `shutdown` is cancelled.
+    pub fn spawn(
+        js: jetstream::Context,
+        prefix: Prefix,
+        shutdown: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        let publisher = Publisher {
+            js,
+            prefix,
+            pending: Vec::new(),
+        };
+        let task = tokio::spawn(publisher.run(receiver, shutdown));
+        (Self { queue }, task)
+    }
+
+    /// Counts one anonymous view of `sku`, without waiting.
+    pub fn record(&self, sku: Uuid) {
+        if self.queue.try_send(sku).is_ok() {
+            metrics::counter!("query_views_recorded_total").increment(1);
+        } else {
+            metrics::counter!("query_views_dropped_total").increment(1);
+        }
+    }
+}
+
+struct Publisher {
+    js: jetstream::Context,
+    prefix: Prefix,
+    /// Views taken from the queue and not yet acknowledged by JetStream.
+    pending: Vec<ProductViewed>,
+}
+
+impl Publisher {
+    async fn run(mut self, mut queue: mpsc::Receiver<Uuid>, shutdown: CancellationToken) {
+        let mut streams_ready = false;
+        let mut backoff = Duration::from_millis(100);
+        let mut skus = Vec::with_capacity(BATCH);
+        loop {
+            if self.pending.len() < BATCH {
+                let room = BATCH - self.pending.len();
+                if self.pending.is_empty() {
+                    tokio::select! {
+                        n = queue.recv_many(&mut skus, room) => if n == 0 { break },
+                        _ = shutdown.cancelled() => break,
+                    }
+                } else {
+                    while skus.len() < room {
+                        match queue.try_recv() {
+                            Ok(sku) => skus.push(sku),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                let now = Utc::now();
+                self.pending.extend(skus.drain(..).map(|sku| ProductViewed {
+                    view_id: Uuid::now_v7(),
+                    sku,
+                    viewed_at: now,
+                }));
+            }
+            if !streams_ready {
+                streams_ready = shared::nats::ensure_streams(&self.js, &self.prefix)
+                    .await
+                    .is_ok();
+            }
+            if streams_ready && self.publish().await {
+                backoff = Duration::from_millis(100);
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        self.drain(queue).await;
+    }
+
+    /// Publishes the pending views; true when every one was acknowledged.
+    async fn publish(&mut self) -> bool {
+        let mut acks = Vec::with_capacity(self.pending.len());
+        for view in &self.pending {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", view.view_id.to_string().as_str());
+            let payload = serde_json::to_vec(view).unwrap_or_default();
+            let subject = self.prefix.view_subject(&view.sku.to_string());
+            acks.push(
+                self.js
+                    .publish_with_headers(subject, headers, payload.into())
+                    .await,
+            );
+        }
+        let acks_len = acks.len();
+        let mut failed = Vec::new();
+        for (view, ack) in self.pending.drain(..).zip(acks) {
+            let acked = match ack {
+                Ok(future) => future.await.is_ok(),
+                Err(_) => false,
+            };
+            if !acked {
+                failed.push(view);
+            }
+        }
+        let published = acks_len - failed.len();
+        metrics::counter!("query_views_published_total").increment(published as u64);
+        let ok = failed.is_empty();
+        if !ok {
+            tracing::warn!(views = failed.len(), "publishing views failed; retrying");
+        }
+        self.pending = failed;
+        ok
+    }
+
+    /// On shutdown: publishes what is queued, for a bounded time.
+    async fn drain(mut self, mut queue: mpsc::Receiver<Uuid>) {
+        queue.close();
+        let now = Utc::now();
+        while let Ok(sku) = queue.try_recv() {
+            self.pending.push(ProductViewed {
+                view_id: Uuid::now_v7(),
+                sku,
+                viewed_at: now,
+            });
+        }
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while !self.pending.is_empty() && tokio::time::Instant::now() < deadline {
+            let _ = shared::nats::ensure_streams(&self.js, &self.prefix).await;
+            if !self.publish().await {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        if !self.pending.is_empty() {
+            tracing::error!(
+                views = self.pending.len(),
+                "views not published at shutdown"
+            );
+            metrics::counter!("query_views_dropped_total").increment(self.pending.len() as u64);
+        }
+    }
+}

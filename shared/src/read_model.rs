@@ -1,0 +1,28 @@
+//! Names the projector (which writes the read models) and the read side (which reads them)
+//! share, and the projector's checkpoint: the position up to which every event has been
+//! applied.
+
+use mongodb::{Database, bson::doc};
+
+/// Collections.
+pub const PRODUCTS: &str = "products";
+pub const PRODUCT_HISTORY: &str = "product_history";
+/// View tallies, kept apart from `products` so rebuilding the catalog does not lose them.
+pub const PRODUCT_VIEWS: &str = "product_views";
+pub const USERS: &str = "users";
+pub const CHECKPOINTS: &str = "projector_checkpoints";
+
+/// The checkpoint document: `position` is a low-water mark — every event at or below it has
+/// been applied (or parked in `DLQ`), whichever projector instance handled it.
+pub const CHECKPOINT_ID: &str = "projector";
+
+/// The applied position recorded in `db`, 0 before the first event.
+pub async fn applied_position(db: &Database) -> mongodb::error::Result<i64> {
+    let checkpoint = db
+        .collection::<mongodb::bson::Document>(CHECKPOINTS)
+        .find_one(doc! { "_id": CHECKPOINT_ID })
+        .await?;
+    Ok(checkpoint
+        .and_then(|c| c.get_i64("position").ok())
+        .unwrap_or(0))
+}
