@@ -35,9 +35,7 @@ pub async fn run(
 async fn scenarios(url: &str, levels: &[usize], duration: Duration) -> anyhow::Result<Vec<Row>> {
     let max = levels.iter().copied().max().unwrap_or(1);
     let pool = store::connect(url, u32::try_from(max).unwrap_or(32) + 2).await?;
-    sqlx::query("CREATE TABLE raw_inserts (id bigserial PRIMARY KEY, payload jsonb NOT NULL)")
-        .execute(&pool)
-        .await?;
+    create_raw_table(&pool).await?;
     let payload = ProductEvent::ProductCreated(ProductCreated {
         name: "Bench".into(),
         brand: "Bench".into(),
@@ -48,26 +46,8 @@ async fn scenarios(url: &str, levels: &[usize], duration: Duration) -> anyhow::R
     });
     let mut rows = Vec::new();
     for &concurrency in levels {
-        let p = pool.clone();
         let data = NewEvent::from_domain(&payload)?.data;
-        rows.push(
-            measure(
-                "raw PostgreSQL single-row INSERT txn",
-                concurrency,
-                duration,
-                move |_| {
-                    let (p, data) = (p.clone(), data.clone());
-                    async move {
-                        sqlx::query("INSERT INTO raw_inserts (payload) VALUES ($1)")
-                            .bind(data)
-                            .execute(&p)
-                            .await?;
-                        Ok(())
-                    }
-                },
-            )
-            .await?,
-        );
+        rows.push(raw_inserts(&pool, data, concurrency, duration).await?);
         let p = pool.clone();
         let payload = payload.clone();
         rows.push(
@@ -100,4 +80,38 @@ async fn append_one(pool: &PgPool, payload: &ProductEvent) -> anyhow::Result<()>
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The table raw INSERTs go to, next to the event store in the same database.
+pub async fn create_raw_table(pool: &PgPool) -> anyhow::Result<()> {
+    sqlx::query("CREATE TABLE raw_inserts (id bigserial PRIMARY KEY, payload jsonb NOT NULL)")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The raw limit: single-row INSERT transactions of `payload`, `concurrency` at a time.
+pub async fn raw_inserts(
+    pool: &PgPool,
+    payload: serde_json::Value,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<Row> {
+    let pool = pool.clone();
+    measure(
+        "raw PostgreSQL single-row INSERT txn",
+        concurrency,
+        duration,
+        move |_| {
+            let (pool, payload) = (pool.clone(), payload.clone());
+            async move {
+                sqlx::query("INSERT INTO raw_inserts (payload) VALUES ($1)")
+                    .bind(payload)
+                    .execute(&pool)
+                    .await?;
+                Ok(())
+            }
+        },
+    )
+    .await
 }

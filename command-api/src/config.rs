@@ -8,7 +8,7 @@ use shared::{
     telemetry::TelemetryConfig,
 };
 
-use crate::identity::superuser::SuperuserSeed;
+use crate::{domain::values::Region, identity::superuser::SuperuserSeed};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,6 +24,12 @@ pub struct Config {
     /// Seconds.
     pub refresh_token_ttl: i64,
     pub superuser: Option<SuperuserSeed>,
+    /// `PUBLISH_REGIONS`: regions whose publishers may write reviews.
+    pub publish_regions: Vec<String>,
+    /// `BLOB_DIR`: where uploaded images are stored.
+    pub blob_dir: PathBuf,
+    /// `MAX_IMAGE_BYTES`: the upload limit for one image.
+    pub max_image_bytes: u64,
 }
 
 impl Config {
@@ -39,6 +45,26 @@ impl Config {
             access_token_ttl: config::positive_secs(src, "ACCESS_TOKEN_TTL", 900)?,
             refresh_token_ttl: config::positive_secs(src, "REFRESH_TOKEN_TTL", 1_209_600)?,
             superuser: SuperuserSeed::from_env(src)?,
+            publish_regions: publish_regions(src)?,
+            blob_dir: config::blob_dir(src),
+            max_image_bytes: match config::parsed(src, "MAX_IMAGE_BYTES", 5_242_880_u64)? {
+                0 => return Err(ConfigError::new("MAX_IMAGE_BYTES", "must be above 0")),
+                n => n,
+            },
         })
     }
+}
+
+/// A comma list of known regions (`south-america` by default).
+fn publish_regions(src: &dyn Source) -> Result<Vec<String>, ConfigError> {
+    let raw = config::string(src, "PUBLISH_REGIONS", "south-america");
+    raw.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            Region::parse(r)
+                .map(|region| region.as_str().to_owned())
+                .map_err(|why| ConfigError::new("PUBLISH_REGIONS", format!("{r:?} {why}")))
+        })
+        .collect()
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod identity;
+pub mod images;
 pub mod relay;
 pub mod store;
 
@@ -73,6 +74,9 @@ impl Application {
             throttle: Arc::new(LoginThrottle::new(Duration::from_secs(15 * 60), 5, 50)),
             dummy_hash: Arc::new(password::dummy_hash().await?),
             refresh_ttl_secs: config.refresh_token_ttl,
+            publish_regions: Arc::new(config.publish_regions.clone()),
+            max_image_bytes: config.max_image_bytes,
+            blobs: Arc::new(shared::blobs::FsBlobStore::new(&config.blob_dir)),
         };
         let router = http::router(state, readiness);
         let listener = TcpListener::bind(config.addr)

@@ -7,7 +7,11 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer::pull, stream::Stream};
+use async_nats::jetstream::{
+    self,
+    consumer::{PullConsumer, pull},
+    stream::Stream,
+};
 use mongodb::{Database, bson::doc};
 use shared::{nats::Prefix, read_model};
 use tokio::sync::Notify;
@@ -32,17 +36,20 @@ impl Checkpointer {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut seen = Seen::default();
         let mut wait = Duration::from_secs(1);
+        let mut handles = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.nudge.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
-            wait = match self.tick(&mut seen).await {
+            wait = match self.tick(&mut handles, &mut seen).await {
                 // Acknowledgements are in flight: look again soon.
-                Ok(in_flight) if in_flight > 0 => Duration::from_millis(10),
+                Ok(in_flight) if in_flight > 0 => Duration::from_millis(25),
                 Ok(_) => Duration::from_secs(1),
                 Err(e) => {
+                    // The stream or consumer may have been recreated: look them up again.
+                    handles = None;
                     tracing::debug!(error = format!("{e:#}"), "checkpoint not updated");
                     Duration::from_secs(1)
                 }
@@ -52,19 +59,27 @@ impl Checkpointer {
 
     /// Records the ack floor's position if it moved; returns the messages delivered but not
     /// yet acknowledged.
-    async fn tick(&self, seen: &mut Seen) -> anyhow::Result<usize> {
-        let stream = self.js.get_stream(self.prefix.events_stream()).await?;
-        let info = stream
-            .get_consumer::<pull::Config>(&self.consumer)
-            .await
-            .map_err(|e| anyhow::anyhow!("finding the consumer: {e}"))?
-            .info()
-            .await?
-            .clone();
+    async fn tick(
+        &self,
+        handles: &mut Option<(Stream, PullConsumer)>,
+        seen: &mut Seen,
+    ) -> anyhow::Result<usize> {
+        if handles.is_none() {
+            let stream = self.js.get_stream(self.prefix.events_stream()).await?;
+            let consumer = stream
+                .get_consumer::<pull::Config>(&self.consumer)
+                .await
+                .map_err(|e| anyhow::anyhow!("finding the consumer: {e}"))?;
+            *handles = Some((stream, consumer));
+        }
+        let Some((stream, consumer)) = handles.as_mut() else {
+            return Ok(0);
+        };
+        let info = consumer.info().await?.clone();
         let floor = info.ack_floor.stream_sequence;
         if floor > seen.floor {
             // A message that is not an event (it was parked) moves the floor, not the position.
-            let position = position_of(&stream, floor).await?.unwrap_or(seen.position);
+            let position = position_of(stream, floor).await?.unwrap_or(seen.position);
             self.db
                 .collection::<mongodb::bson::Document>(read_model::CHECKPOINTS)
                 .update_one(

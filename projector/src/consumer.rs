@@ -19,18 +19,20 @@ use async_nats::{
     HeaderMap,
     jetstream::{self, AckKind, consumer::pull},
 };
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use mongodb::Database;
 use shared::{EventEnvelope, nats::Prefix};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::projections::{self, Applied};
+use crate::projections::{self, Outcome};
 
 /// The durable consumer's default name (`PROJECTOR_CONSUMER`).
 pub const CONSUMER: &str = "projector";
 pub const MAX_ATTEMPTS: i64 = 10;
 pub const MAX_WAITS: i64 = 200;
+/// Events applied together, at most.
+pub const MAX_BATCH: usize = 500;
 
 pub struct Projector {
     pub js: jetstream::Context,
@@ -81,76 +83,95 @@ impl Projector {
             .context("creating the projector consumer")?;
         let mut messages = consumer.messages().await?;
         loop {
-            let message = tokio::select! {
+            let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 next = messages.next() => match next {
                     Some(message) => message?,
                     None => anyhow::bail!("the consumer's message stream ended"),
                 },
             };
-            self.handle(message).await?;
+            // Whatever else has arrived joins the batch; nothing waits for more.
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(message)) => batch.push(message?),
+                    Some(None) => anyhow::bail!("the consumer's message stream ended"),
+                    None => break,
+                }
+            }
+            self.handle(batch).await?;
         }
     }
 
-    async fn handle(&self, message: jetstream::Message) -> anyhow::Result<()> {
-        let attempts = message.info().map(|i| i.delivered).unwrap_or(1);
-        let envelope = match serde_json::from_slice::<EventEnvelope>(&message.payload) {
-            Ok(envelope) => envelope,
+    /// Applies a batch and answers each message: ack what is done, redeliver what must wait or
+    /// failed, park what failed too often.
+    async fn handle(&self, batch: Vec<jetstream::Message>) -> anyhow::Result<()> {
+        let mut readable = Vec::with_capacity(batch.len());
+        let mut envelopes = Vec::with_capacity(batch.len());
+        for message in batch {
+            match serde_json::from_slice::<EventEnvelope>(&message.payload) {
+                Ok(envelope) => {
+                    envelopes.push(envelope);
+                    readable.push(message);
+                }
+                Err(e) => {
+                    // No retry can make it readable.
+                    self.dead_letter(&message, &format!("not an event envelope: {e}"))
+                        .await?;
+                    acknowledge(&message, AckKind::Term).await?;
+                }
+            }
+        }
+        metrics::histogram!("projector_batch_size").record(envelopes.len() as f64);
+        let outcomes = match projections::apply_batch(&self.db, &envelopes).await {
+            Ok(outcomes) => outcomes,
             Err(e) => {
-                // No retry can make it readable.
-                self.dead_letter(&message, &format!("not an event envelope: {e}"))
-                    .await?;
-                return message
-                    .ack_with(AckKind::Term)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("acknowledging: {e}"));
-            }
-        };
-        let ack = match projections::apply(&self.db, &envelope).await {
-            Ok(Applied::Done) => {
-                // Confirmed by the server, so the ack floor (the checkpoint) includes it.
-                message
-                    .double_ack()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
-                metrics::gauge!("projector_applied_position").set(envelope.position as f64);
-                metrics::counter!("projector_events_applied_total").increment(1);
-                self.acked.notify_one();
-                return Ok(());
-            }
-            Ok(Applied::NotYet) if attempts < MAX_WAITS => AckKind::Nak(Some(
-                Duration::from_millis((50 * attempts.unsigned_abs()).min(2000)),
-            )),
-            Ok(Applied::NotYet) => {
-                self.dead_letter(
-                    &message,
-                    "an earlier version of this aggregate never arrived",
-                )
-                .await?;
-                AckKind::Term
-            }
-            Err(e) if e.downcast_ref::<mongodb::error::Error>().is_some() => {
+                // The read store is away: not the events' fault. Retried every second for as
+                // long as it takes, never parked.
                 tracing::warn!(
                     error = format!("{e:#}"),
-                    "the read store failed; retrying the event"
+                    "the read store failed; retrying the batch"
                 );
-                AckKind::Nak(Some(Duration::from_secs(1)))
-            }
-            Err(e) if attempts < MAX_ATTEMPTS => {
-                tracing::warn!(error = format!("{e:#}"), attempts, subject = %message.subject, "projecting an event failed; will retry");
-                AckKind::Nak(Some(Duration::from_millis(
-                    200 * attempts.unsigned_abs().min(25),
-                )))
-            }
-            Err(e) => {
-                self.dead_letter(&message, &format!("{e:#}")).await?;
-                AckKind::Term
+                for message in &readable {
+                    acknowledge(message, AckKind::Nak(Some(Duration::from_secs(1)))).await?;
+                }
+                return Ok(());
             }
         };
-        message
-            .ack_with(ack)
-            .await
-            .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
+        let mut applied = 0;
+        for ((message, envelope), outcome) in readable.iter().zip(&envelopes).zip(outcomes) {
+            let attempts = message.info().map(|i| i.delivered).unwrap_or(1);
+            let answer = match outcome {
+                Outcome::Done => {
+                    applied += 1;
+                    metrics::gauge!("projector_applied_position").set(envelope.position as f64);
+                    AckKind::Ack
+                }
+                Outcome::NotYet if attempts < MAX_WAITS => AckKind::Nak(Some(
+                    Duration::from_millis((50 * attempts.unsigned_abs()).min(2000)),
+                )),
+                Outcome::NotYet => {
+                    self.dead_letter(
+                        message,
+                        "an earlier version of this aggregate never arrived",
+                    )
+                    .await?;
+                    AckKind::Term
+                }
+                Outcome::Failed(e) if attempts < MAX_ATTEMPTS => {
+                    tracing::warn!(error = format!("{e:#}"), attempts, subject = %message.subject, "projecting an event failed; will retry");
+                    AckKind::Nak(Some(Duration::from_millis(
+                        200 * attempts.unsigned_abs().min(25),
+                    )))
+                }
+                Outcome::Failed(e) => {
+                    self.dead_letter(message, &format!("{e:#}")).await?;
+                    AckKind::Term
+                }
+            };
+            acknowledge(message, answer).await?;
+        }
+        metrics::counter!("projector_events_applied_total").increment(applied);
         self.acked.notify_one();
         Ok(())
     }
@@ -182,4 +203,11 @@ impl Projector {
         metrics::counter!("projector_dead_letters_total").increment(1);
         Ok(())
     }
+}
+
+async fn acknowledge(message: &jetstream::Message, kind: AckKind) -> anyhow::Result<()> {
+    message
+        .ack_with(kind)
+        .await
+        .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))
 }

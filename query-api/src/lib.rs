@@ -30,6 +30,8 @@ pub struct Config {
     /// Bytes of recent answers kept to serve while MongoDB is unreachable
     /// (`QUERY_CACHE_BYTES`, default 64 MiB).
     pub cache_bytes: usize,
+    /// `BLOB_DIR`: where uploaded images are stored (written by command-api).
+    pub blob_dir: std::path::PathBuf,
     pub telemetry: TelemetryConfig,
 }
 
@@ -39,6 +41,7 @@ impl Config {
             addr: config::socket_addr(src, "QUERY_API_ADDR", "127.0.0.1:8082")?,
             read_side: ReadSideConfig::from_env(src)?,
             cache_bytes: config::parsed(src, "QUERY_CACHE_BYTES", 64 << 20)?,
+            blob_dir: config::blob_dir(src),
             telemetry: TelemetryConfig::from_env(src)?,
         })
     }
@@ -69,6 +72,7 @@ impl Application {
             views,
             cache: ReadCache::new(config.cache_bytes),
             breaker: Breaker::default(),
+            blobs: std::sync::Arc::new(shared::blobs::FsBlobStore::new(&config.blob_dir)),
         };
         // Reads go on without NATS; it is reported, not required.
         let router = http::router(state, read_side.readiness(false));

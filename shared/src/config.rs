@@ -125,6 +125,15 @@ pub fn data_dir(src: &dyn Source) -> PathBuf {
     PathBuf::from(string(src, "CAMREVIEWS_DATA_DIR", ".data"))
 }
 
+/// `BLOB_DIR`: where uploaded images live (shared by command-api and query-api); default
+/// `blobs` under the data directory.
+pub fn blob_dir(src: &dyn Source) -> PathBuf {
+    match raw(src, "BLOB_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => data_dir(src).join("blobs"),
+    }
+}
+
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/camreviews";
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_MONGODB_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true";

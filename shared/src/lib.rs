@@ -3,6 +3,7 @@
 //! and the operational HTTP endpoints. Services share these types, never calls.
 
 pub mod auth;
+pub mod blobs;
 pub mod config;
 pub mod cursor;
 pub mod envelope;

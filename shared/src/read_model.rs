@@ -10,6 +10,9 @@ pub const PRODUCT_HISTORY: &str = "product_history";
 /// View tallies, kept apart from `products` so rebuilding the catalog does not lose them.
 pub const PRODUCT_VIEWS: &str = "product_views";
 pub const USERS: &str = "users";
+pub const REVIEWS: &str = "reviews";
+/// Image metadata by image id (the bytes are in the blob store).
+pub const IMAGES: &str = "images";
 pub const CHECKPOINTS: &str = "projector_checkpoints";
 
 /// The checkpoint document: `position` is a low-water mark — every event at or below it has

@@ -117,6 +117,9 @@ impl TestEnv {
             access_token_ttl: 900,
             refresh_token_ttl: 1_209_600,
             superuser: None,
+            publish_regions: vec!["south-america".to_owned()],
+            blob_dir: self.data_dir().join("blobs"),
+            max_image_bytes: 200_000,
         }
     }
 
@@ -175,6 +178,7 @@ impl TestEnv {
             addr: "127.0.0.1:0".parse().unwrap(),
             read_side: self.read_side_config(),
             cache_bytes: 8 << 20,
+            blob_dir: self.data_dir().join("blobs"),
             telemetry: Self::telemetry(),
         }
     }

@@ -15,15 +15,7 @@ pub async fn read_events(
     count: usize,
     within: Duration,
 ) -> Vec<EventEnvelope> {
-    let stream = js.get_stream(stream).await.expect("the stream exists");
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
+    let mut messages = from_the_start(js, stream).await;
     let mut events = Vec::with_capacity(count);
     let deadline = tokio::time::Instant::now() + within;
     while events.len() < count {
@@ -40,15 +32,7 @@ pub async fn read_subjects(
     stream: &str,
     count: usize,
 ) -> Vec<(String, bytes::Bytes)> {
-    let stream = js.get_stream(stream).await.expect("the stream exists");
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
+    let mut messages = from_the_start(js, stream).await;
     let mut read = Vec::with_capacity(count);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while read.len() < count {
@@ -57,6 +41,19 @@ pub async fn read_subjects(
         read.push((message.subject.to_string(), message.payload.clone()));
     }
     read
+}
+
+/// The stream's messages from its start, through a fresh ordered consumer.
+async fn from_the_start(js: &jetstream::Context, stream: &str) -> consumer::pull::Ordered {
+    let stream = js.get_stream(stream).await.expect("the stream exists");
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    consumer.messages().await.unwrap()
 }
 
 /// How many messages the stream holds now.

@@ -100,6 +100,14 @@ pub async fn execute(
     Ok((user, Some(appended)))
 }
 
+/// The user as their events tell, without locking anything.
+pub async fn load(tx: &mut PgConnection, id: Uuid) -> Result<Option<User>, ApiError> {
+    let stream = store::read_stream(&mut *tx, "user", id)
+        .await
+        .map_err(anyhow::Error::from)?;
+    Ok(user::rehydrate(&stream).map_err(anyhow::Error::from)?)
+}
+
 /// The user with its account row locked; `None` if there is no such user.
 pub async fn load_locked(tx: &mut PgConnection, id: Uuid) -> Result<Option<User>, ApiError> {
     if accounts::lock(tx, id)

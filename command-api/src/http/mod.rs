@@ -6,6 +6,7 @@ mod caller;
 mod command;
 mod jwks;
 mod products;
+mod reviews;
 mod users;
 
 use std::sync::Arc;
@@ -32,6 +33,11 @@ pub struct AppState {
     /// Verified against when a login names no user, so both failures take as long.
     pub dummy_hash: Arc<String>,
     pub refresh_ttl_secs: i64,
+    /// Regions whose publishers may write reviews (`PUBLISH_REGIONS`).
+    pub publish_regions: Arc<Vec<String>>,
+    /// Upload limit for one image (`MAX_IMAGE_BYTES`).
+    pub max_image_bytes: u64,
+    pub blobs: shared::blobs::Blobs,
 }
 
 pub fn router(state: AppState, readiness: Readiness) -> Router {
@@ -41,6 +47,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .merge(admins::router())
         .merge(jwks::router())
         .merge(products::router())
+        .merge(reviews::router(state.max_image_bytes))
         .with_state(state)
         .merge(ops_router(readiness))
         .layer(DefaultBodyLimit::max(shared::http::MAX_BODY_BYTES as usize))

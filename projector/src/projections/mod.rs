@@ -1,40 +1,299 @@
-//! The read models, one file each. Every projection is idempotent and version-guarded:
-//! applying an event twice, or replaying the stream, leaves the documents as they were.
+//! The read models, one file each, applied in batches.
+//!
+//! Each read model is a pure *fold*: given a document as stored (or none) and the next event of
+//! its aggregate, the document after it — or "skip" (it has that version already: a
+//! redelivery or replay) or "not yet" (an earlier version has not been applied; the event is
+//! retried shortly, so each aggregate's events apply in version order even with several
+//! projector instances). A batch of events is folded in memory from one read of the documents
+//! it touches and written back with one `update` command per collection, each statement
+//! guarded by the version it was folded from; then the side effects that follow (history
+//! entries, image index, review statistics), which are idempotent. Writes per batch, not per
+//! event, is what keeps MongoDB's per-command cost off the per-event path.
 
 pub mod products;
+pub mod reviews;
 pub mod users;
 
-use mongodb::Database;
+use std::collections::{BTreeMap, HashMap};
+
+use futures::TryStreamExt;
+use mongodb::{
+    Database,
+    bson::{Bson, Document, doc},
+};
 use shared::EventEnvelope;
 
 /// Where the projector records the position it has applied.
 pub const CHECKPOINTS: &str = shared::read_model::CHECKPOINTS;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
+/// What an event does to its document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fold {
+    /// The document after the event.
+    Next(Document),
+    /// Applied before: nothing to do.
+    Skip,
+    /// An earlier version of the aggregate has not been applied yet.
+    NotYet,
+}
+
+/// What became of one event of a batch.
+#[derive(Debug)]
+pub enum Outcome {
     /// Applied now, or already applied before.
     Done,
     /// An earlier version of the aggregate has not been applied yet; try again shortly.
     NotYet,
+    /// The event cannot be applied (a bug or a bad event); retried, then parked.
+    Failed(anyhow::Error),
 }
 
-pub async fn apply(db: &Database, envelope: &EventEnvelope) -> anyhow::Result<Applied> {
-    match envelope.aggregate_type.as_str() {
-        "user" => users::apply(db, envelope).await,
-        "product" => products::apply(db, envelope).await,
-        // Aggregates without a read model yet: nothing to do.
-        _ => Ok(Applied::Done),
+/// A read model kept from one aggregate type's events.
+pub struct Model {
+    pub aggregate_type: &'static str,
+    pub collection: &'static str,
+    pub fold: fn(Option<&Document>, &EventEnvelope) -> anyhow::Result<Fold>,
+}
+
+const MODELS: [Model; 3] = [users::MODEL, products::MODEL, reviews::MODEL];
+
+/// The version guard every fold starts with: `None` when the event applies on top of
+/// `current`.
+pub fn guard(current: Option<&Document>, version: i64) -> Option<Fold> {
+    let seen = match current {
+        None if version == 1 => return None,
+        None => return Some(Fold::NotYet),
+        Some(document) => document.get_i64("version").unwrap_or(0),
+    };
+    if seen >= version {
+        Some(Fold::Skip)
+    } else if seen < version - 1 {
+        Some(Fold::NotYet)
+    } else {
+        None
     }
+}
+
+/// Applies a batch; one outcome per envelope, in order. An error means the store failed and
+/// nothing can be said about the batch (retry it all).
+pub async fn apply_batch(
+    db: &Database,
+    envelopes: &[EventEnvelope],
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut outcomes: Vec<Outcome> = envelopes.iter().map(|_| Outcome::Done).collect();
+    for model in &MODELS {
+        let indices: Vec<usize> = (0..envelopes.len())
+            .filter(|&i| envelopes[i].aggregate_type == model.aggregate_type)
+            .collect();
+        if !indices.is_empty() {
+            apply_model(db, model, envelopes, &indices, &mut outcomes).await?;
+        }
+    }
+    Ok(outcomes)
+}
+
+async fn apply_model(
+    db: &Database,
+    model: &Model,
+    envelopes: &[EventEnvelope],
+    indices: &[usize],
+    outcomes: &mut [Outcome],
+) -> anyhow::Result<()> {
+    let collection = db.collection::<Document>(model.collection);
+    let mut ids: Vec<String> = indices
+        .iter()
+        .map(|&i| envelopes[i].aggregate_id.to_string())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let stored: HashMap<String, Document> = collection
+        .find(doc! { "_id": { "$in": &ids } })
+        .await?
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), d)))
+        .collect();
+
+    // Fold each aggregate's events in version order.
+    let mut order = indices.to_vec();
+    order.sort_by_key(|&i| (envelopes[i].aggregate_id, envelopes[i].aggregate_version));
+    let mut folded: BTreeMap<String, Document> = BTreeMap::new();
+    let mut applied: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut done = Vec::new();
+    for i in order {
+        let envelope = &envelopes[i];
+        let id = envelope.aggregate_id.to_string();
+        let state = folded.get(&id).or_else(|| stored.get(&id));
+        match (model.fold)(state, envelope) {
+            Ok(Fold::Next(document)) => {
+                folded.insert(id.clone(), document);
+                applied.entry(id).or_default().push(i);
+                done.push(i);
+            }
+            Ok(Fold::Skip) => done.push(i),
+            Ok(Fold::NotYet) => outcomes[i] = Outcome::NotYet,
+            Err(e) => outcomes[i] = Outcome::Failed(e),
+        }
+    }
+
+    // One guarded statement per changed document.
+    let statements: Vec<Document> = folded
+        .iter()
+        .map(|(id, new)| match stored.get(id) {
+            None => {
+                let mut insert = new.clone();
+                insert.remove("_id");
+                doc! { "q": { "_id": id }, "u": { "$setOnInsert": insert }, "upsert": true }
+            }
+            Some(old) => doc! {
+                "q": { "_id": id, "version": old.get_i64("version").unwrap_or(0) },
+                "u": { "$set": changed_fields(old, new) },
+            },
+        })
+        .collect();
+    if !statements.is_empty() {
+        let expected = statements.len() as i64;
+        let reply = db
+            .run_command(doc! {
+                "update": model.collection, "updates": statements, "ordered": false,
+            })
+            .await?;
+        let modified = reply
+            .get_i64("nModified")
+            .unwrap_or_else(|_| i64::from(reply.get_i32("nModified").unwrap_or(0)));
+        let upserted = reply.get_array("upserted").map_or(0, Vec::len) as i64;
+        if modified + upserted < expected {
+            // Another instance wrote some of these documents in between: what did not land
+            // is retried (and then skipped, or folded on what is there now).
+            let landed = versions(db, model.collection, &folded).await?;
+            for (id, new) in &folded {
+                if landed.get(id) != Some(&new.get_i64("version").unwrap_or(0)) {
+                    for &i in applied.get(id).into_iter().flatten() {
+                        outcomes[i] = Outcome::NotYet;
+                        done.retain(|&d| d != i);
+                    }
+                }
+            }
+        }
+    }
+
+    // What follows, for everything that is in place now (also what was skipped: a crash may
+    // have come between the document and its follow-ups).
+    done.sort_unstable();
+    let finished: Vec<&EventEnvelope> = done.iter().map(|&i| &envelopes[i]).collect();
+    match model.aggregate_type {
+        "product" => products::follow_up(db, &finished).await,
+        "review" => reviews::follow_up(db, &finished).await,
+        _ => Ok(()),
+    }
+}
+
+/// The versions the documents have now.
+async fn versions(
+    db: &Database,
+    collection: &str,
+    documents: &BTreeMap<String, Document>,
+) -> anyhow::Result<HashMap<String, i64>> {
+    let ids: Vec<&String> = documents.keys().collect();
+    Ok(db
+        .collection::<Document>(collection)
+        .find(doc! { "_id": { "$in": ids } })
+        .projection(doc! { "version": 1 })
+        .await?
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .filter_map(|d| {
+            Some((
+                d.get_str("_id").ok()?.to_owned(),
+                d.get_i64("version").ok()?,
+            ))
+        })
+        .collect())
+}
+
+/// The fields of `new` that differ from `old`.
+fn changed_fields(old: &Document, new: &Document) -> Document {
+    new.iter()
+        .filter(|(key, value)| old.get(key.as_str()) != Some(*value))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// Inserts documents, ignoring those that are there already (idempotent follow-ups).
+pub(crate) async fn insert_new(
+    db: &Database,
+    collection: &str,
+    documents: Vec<Document>,
+) -> anyhow::Result<()> {
+    if documents.is_empty() {
+        return Ok(());
+    }
+    let reply = db
+        .run_command(doc! { "insert": collection, "documents": documents, "ordered": false })
+        .await?;
+    if let Ok(errors) = reply.get_array("writeErrors") {
+        let other = errors
+            .iter()
+            .filter_map(Bson::as_document)
+            .find(|e| e.get_i32("code").unwrap_or(0) != 11000);
+        if let Some(error) = other {
+            anyhow::bail!("inserting into {collection}: {error}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `update` statements in one command.
+pub(crate) async fn update_all(
+    db: &Database,
+    collection: &str,
+    statements: Vec<Document>,
+) -> anyhow::Result<()> {
+    if statements.is_empty() {
+        return Ok(());
+    }
+    let reply = db
+        .run_command(doc! { "update": collection, "updates": statements, "ordered": false })
+        .await?;
+    if let Ok(errors) = reply.get_array("writeErrors") {
+        if let Some(error) = errors.first() {
+            anyhow::bail!("updating {collection}: {error}");
+        }
+    }
+    Ok(())
 }
 
 /// Creates the indexes every query path needs (idempotent).
 pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
     users::ensure_indexes(db).await?;
-    products::ensure_indexes(db).await
+    products::ensure_indexes(db).await?;
+    reviews::ensure_indexes(db).await
 }
 
-/// MongoDB's duplicate-key error: the document was inserted before (a redelivery).
-pub(crate) fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    matches!(&*error.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_applies_only_the_next_version() {
+        let at = |v: i64| doc! { "version": v };
+        assert_eq!(guard(None, 1), None);
+        assert_eq!(guard(None, 2), Some(Fold::NotYet));
+        assert_eq!(guard(Some(&at(1)), 2), None);
+        assert_eq!(guard(Some(&at(2)), 2), Some(Fold::Skip));
+        assert_eq!(guard(Some(&at(1)), 3), Some(Fold::NotYet));
+        assert_eq!(guard(Some(&at(1)), 1), Some(Fold::Skip));
+    }
+
+    #[test]
+    fn only_changed_fields_are_set() {
+        let old = doc! { "_id": "a", "name": "x", "price": "1.00", "version": 1_i64 };
+        let new = doc! { "_id": "a", "name": "y", "price": "1.00", "version": 2_i64 };
+        assert_eq!(
+            changed_fields(&old, &new),
+            doc! { "name": "y", "version": 2_i64 }
+        );
+    }
 }

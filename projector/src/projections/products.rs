@@ -16,10 +16,16 @@ use mongodb::{
 use serde_json::{Value, json};
 use shared::{
     EventEnvelope,
-    events::{ProductCreated, ProductEvent},
+    events::{EventCatalog, ProductEvent},
 };
 
-use super::{Applied, is_duplicate_key};
+use super::{Fold, Model, guard};
+
+pub const MODEL: Model = Model {
+    aggregate_type: "product",
+    collection: PRODUCTS,
+    fold,
+};
 
 pub use shared::read_model::{PRODUCT_HISTORY as HISTORY, PRODUCTS};
 
@@ -38,11 +44,13 @@ pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
     let index = |keys: Document| IndexModel::builder().keys(keys).build();
     products(db)
         .create_indexes([
-            index(doc! { "deleted": 1, "created_position": -1 }),
-            index(doc! { "deleted": 1, "brand_key": 1, "created_position": -1 }),
+            // Ascending keys throughout: MongoDB walks an index backwards for a descending
+            // sort just as well.
+            index(doc! { "deleted": 1, "created_position": 1 }),
+            index(doc! { "deleted": 1, "brand_key": 1, "created_position": 1 }),
             index(doc! { "deleted": 1, "price_cents": 1, "_id": 1 }),
             index(doc! { "deleted": 1, "name_sort": 1, "_id": 1 }),
-            index(doc! { "deleted": 1, "rating_sort": -1, "_id": -1 }),
+            index(doc! { "deleted": 1, "rating_sort": 1, "_id": 1 }),
         ])
         .await?;
     history(db)
@@ -56,116 +64,68 @@ pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn apply(db: &Database, envelope: &EventEnvelope) -> anyhow::Result<Applied> {
-    let sku = envelope.aggregate_id.to_string();
+fn fold(current: Option<&Document>, envelope: &EventEnvelope) -> anyhow::Result<Fold> {
+    if let Some(not_now) = guard(current, envelope.aggregate_version) {
+        return Ok(not_now);
+    }
     let at = bson::DateTime::from_millis(envelope.occurred_at.timestamp_millis());
-    let event = envelope.decode::<ProductEvent>()?;
-    let applied = match &event {
-        ProductEvent::ProductCreated(created) => create(db, envelope, &sku, created, at).await?,
-        ProductEvent::ProductUpdated(update) => {
-            let after = update
-                .changes
-                .iter()
-                .map(|(field, change)| (field.clone(), change.after.clone()))
-                .collect();
-            change(db, envelope, &sku, after, at).await?
-        }
-        ProductEvent::ProductDeleted(_) => {
-            change(db, envelope, &sku, serde_json::Map::new(), at).await?
-        }
-    };
-    if applied == Applied::Done {
-        record_history(db, envelope, &sku, &event, at).await?;
-    }
-    Ok(applied)
-}
-
-async fn create(
-    db: &Database,
-    envelope: &EventEnvelope,
-    sku: &str,
-    created: &ProductCreated,
-    at: bson::DateTime,
-) -> anyhow::Result<Applied> {
-    if envelope.aggregate_version != 1 {
-        anyhow::bail!(
-            "ProductCreated at version {} (expected 1)",
-            envelope.aggregate_version
-        );
-    }
-    let mut document = doc! { "_id": sku };
-    let fields = serde_json::to_value(created)?;
-    for field in FIELDS {
-        document.insert(field, bson::to_bson(&fields[field])?);
-    }
-    document.extend(derived(&document)?);
-    document.extend(doc! {
-        "review_count": 0_i64, "rating_sum": 0_i64, "rating_avg": Bson::Null, "rating_sort": -1.0,
-        "created_position": envelope.position, "created_at": at, "updated_at": at,
-        "version": 1_i64, "deleted": false,
-    });
-    match products(db).insert_one(document).await {
-        Ok(_) => Ok(Applied::Done),
-        Err(e) if is_duplicate_key(&e) => Ok(Applied::Done), // applied before
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Applies an update (`after` holds the changed fields) or, with no fields, a deletion, if the
-/// document is at the version just before this event.
-async fn change(
-    db: &Database,
-    envelope: &EventEnvelope,
-    sku: &str,
-    after: serde_json::Map<String, Value>,
-    at: bson::DateTime,
-) -> anyhow::Result<Applied> {
-    let version = envelope.aggregate_version;
-    let Some(current) = products(db).find_one(doc! { "_id": sku }).await? else {
-        return Ok(Applied::NotYet);
-    };
-    match current.get_i64("version")? {
-        seen if seen >= version => return Ok(Applied::Done), // a redelivery
-        seen if seen < version - 1 => return Ok(Applied::NotYet),
-        _ => {}
-    }
-    let deletion = envelope.event_type == "ProductDeleted";
-    let mut set = Document::new();
-    if !deletion {
-        for field in FIELDS {
-            if let Some(value) = after.get(field) {
-                set.insert(field, bson::to_bson(value)?);
+    let mut product = match (current, envelope.decode::<ProductEvent>()?) {
+        (None, ProductEvent::ProductCreated(created)) => {
+            let mut document = doc! { "_id": envelope.aggregate_id.to_string() };
+            let fields = serde_json::to_value(&created)?;
+            for field in FIELDS {
+                document.insert(field, bson::to_bson(&fields[field])?);
             }
+            document.extend(derived(&document)?);
+            document.extend(doc! {
+                "review_count": 0_i64, "rating_sum": 0_i64, "rating_avg": Bson::Null,
+                "rating_sort": -1.0, "created_position": envelope.position, "created_at": at,
+            });
+            document
         }
-        let mut merged = current.clone();
-        merged.extend(set.clone());
-        set.extend(derived(&merged)?);
+        (Some(current), ProductEvent::ProductUpdated(update)) => {
+            let mut document = current.clone();
+            for field in FIELDS {
+                if let Some(change) = update.changes.get(field) {
+                    document.insert(field, bson::to_bson(&change.after)?);
+                }
+            }
+            document.extend(derived(&document)?);
+            document
+        }
+        (Some(current), ProductEvent::ProductDeleted(_)) => {
+            let mut document = current.clone();
+            document.insert("deleted", true);
+            document
+        }
+        (_, event) => anyhow::bail!(
+            "{} at version {} does not fit the product",
+            event.event_type(),
+            envelope.aggregate_version
+        ),
+    };
+    product.insert("updated_at", at);
+    product.insert("version", envelope.aggregate_version);
+    if !product.contains_key("deleted") {
+        product.insert("deleted", false);
     }
-    set.insert("updated_at", at);
-    set.insert("version", version);
-    if deletion {
-        set.insert("deleted", true);
+    Ok(Fold::Next(product))
+}
+
+/// After the product documents: their history entries, and the review statistics of new
+/// products (their reviews may have been projected first; instances race across aggregates).
+pub async fn follow_up(db: &Database, events: &[&EventEnvelope]) -> anyhow::Result<()> {
+    let mut entries = Vec::with_capacity(events.len());
+    let mut created = Vec::new();
+    for envelope in events {
+        let event = envelope.decode::<ProductEvent>()?;
+        if matches!(event, ProductEvent::ProductCreated(_)) {
+            created.push(envelope.aggregate_id.to_string());
+        }
+        entries.push(history_entry(envelope, &event)?);
     }
-    let updated = products(db)
-        .update_one(
-            doc! { "_id": sku, "version": version - 1 },
-            doc! { "$set": set },
-        )
-        .await?;
-    if updated.matched_count == 1 {
-        return Ok(Applied::Done);
-    }
-    // Another projector instance applied it in between.
-    let seen = products(db)
-        .find_one(doc! { "_id": sku })
-        .await?
-        .and_then(|d| d.get_i64("version").ok())
-        .unwrap_or(0);
-    Ok(if seen >= version {
-        Applied::Done
-    } else {
-        Applied::NotYet
-    })
+    super::insert_new(db, HISTORY, entries).await?;
+    super::reviews::recompute_stats(db, &created).await
 }
 
 /// The query keys kept next to the fields they are derived from.
@@ -187,13 +147,7 @@ pub fn search_text(name: &str, brand: &str, description: &str) -> String {
     format!("{name}\n{brand}\n{description}").to_lowercase()
 }
 
-async fn record_history(
-    db: &Database,
-    envelope: &EventEnvelope,
-    sku: &str,
-    event: &ProductEvent,
-    at: bson::DateTime,
-) -> anyhow::Result<()> {
+fn history_entry(envelope: &EventEnvelope, event: &ProductEvent) -> anyhow::Result<Document> {
     let changes = match event {
         ProductEvent::ProductCreated(created) => {
             let fields = serde_json::to_value(created)?;
@@ -217,19 +171,14 @@ async fn record_history(
         Some(actor) => bson::to_bson(&json!({ "id": actor.user_id, "role": actor.role }))?,
         None => Bson::Null,
     };
-    let entry = doc! {
+    Ok(doc! {
         "_id": envelope.event_id.to_string(),
-        "sku": sku,
+        "sku": envelope.aggregate_id.to_string(),
         "version": envelope.aggregate_version,
         "position": envelope.position,
         "event_type": &envelope.event_type,
-        "occurred_at": at,
+        "occurred_at": bson::DateTime::from_millis(envelope.occurred_at.timestamp_millis()),
         "actor": actor,
         "changes": bson::to_bson(&Value::Object(changes))?,
-    };
-    match history(db).insert_one(entry).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_duplicate_key(&e) => Ok(()), // recorded before
-        Err(e) => Err(e.into()),
-    }
+    })
 }

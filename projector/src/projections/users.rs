@@ -2,21 +2,21 @@
 //! Document `_id` is the user id; `version` is the last applied aggregate version.
 
 use mongodb::{
-    Collection, Database, IndexModel,
+    Database, IndexModel,
     bson::{self, Document, doc},
 };
-use shared::{EventEnvelope, events::UserEvent};
+use shared::{EventEnvelope, events::UserEvent, read_model::USERS};
 
-use super::{Applied, is_duplicate_key};
+use super::{Fold, Model, guard};
 
-pub const COLLECTION: &str = "users";
-
-fn collection(db: &Database) -> Collection<Document> {
-    db.collection(COLLECTION)
-}
+pub const MODEL: Model = Model {
+    aggregate_type: "user",
+    collection: USERS,
+    fold,
+};
 
 pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
-    collection(db)
+    db.collection::<Document>(USERS)
         .create_index(
             IndexModel::builder()
                 .keys(doc! { "role": 1, "_id": 1 })
@@ -26,64 +26,59 @@ pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn apply(db: &Database, envelope: &EventEnvelope) -> anyhow::Result<Applied> {
-    let users = collection(db);
-    let id = envelope.aggregate_id.to_string();
+fn fold(current: Option<&Document>, envelope: &EventEnvelope) -> anyhow::Result<Fold> {
     let version = envelope.aggregate_version;
+    if let Some(not_now) = guard(current, version) {
+        return Ok(not_now);
+    }
     let at = bson::DateTime::from_millis(envelope.occurred_at.timestamp_millis());
-    let set = match envelope.decode::<UserEvent>()? {
-        UserEvent::UserRegistered {
-            username,
-            email,
-            display_name,
-            role,
-            region,
-            is_superuser,
-        } => {
-            let document = doc! {
-                "_id": &id, "username": username, "email": email, "display_name": display_name,
-                "role": role.as_str(), "region": region, "is_superuser": is_superuser,
-                "deleted": false, "created_at": at, "updated_at": at, "version": version,
-            };
-            return match users.insert_one(document).await {
-                Ok(_) => Ok(Applied::Done),
-                Err(e) if is_duplicate_key(&e) => Ok(Applied::Done), // applied before
-                Err(e) => Err(e.into()),
-            };
+    let event = envelope.decode::<UserEvent>()?;
+    let mut user = match (current, event) {
+        (
+            None,
+            UserEvent::UserRegistered {
+                username,
+                email,
+                display_name,
+                role,
+                region,
+                is_superuser,
+            },
+        ) => {
+            return Ok(Fold::Next(doc! {
+                "_id": envelope.aggregate_id.to_string(), "username": username, "email": email,
+                "display_name": display_name, "role": role.as_str(), "region": region,
+                "is_superuser": is_superuser, "deleted": false, "created_at": at,
+                "updated_at": at, "version": version,
+            }));
         }
+        (None, _) => anyhow::bail!("{} before the user was registered", envelope.event_type),
+        (Some(current), event) => (current.clone(), event),
+    };
+    let (document, event) = &mut user;
+    match event {
+        UserEvent::UserRegistered { .. } => anyhow::bail!("UserRegistered at version {version}"),
         UserEvent::UserProfileUpdated {
             display_name,
             email,
             ..
         } => {
-            let mut set = doc! {};
-            if let Some(name) = display_name {
-                set.insert("display_name", name);
+            if let Some(name) = display_name.take() {
+                document.insert("display_name", name);
             }
-            if let Some(email) = email {
-                set.insert("email", email);
+            if let Some(email) = email.take() {
+                document.insert("email", email);
             }
-            set
         }
-        UserEvent::UserRoleChanged { to, .. } => doc! { "role": to.as_str() },
-        UserEvent::UserDeleted {} => doc! { "deleted": true },
-        UserEvent::SessionRevoked { .. } => doc! {},
-    };
-    let mut set = set;
-    set.insert("version", version);
-    set.insert("updated_at", at);
-    let updated = users
-        .update_one(
-            doc! { "_id": &id, "version": version - 1 },
-            doc! { "$set": set },
-        )
-        .await?;
-    if updated.matched_count == 1 {
-        return Ok(Applied::Done);
+        UserEvent::UserRoleChanged { to, .. } => {
+            document.insert("role", to.as_str());
+        }
+        UserEvent::UserDeleted {} => {
+            document.insert("deleted", true);
+        }
+        UserEvent::SessionRevoked { .. } => {}
     }
-    let current = users.find_one(doc! { "_id": &id }).await?;
-    match current.and_then(|d| d.get_i64("version").ok()) {
-        Some(seen) if seen >= version => Ok(Applied::Done), // a redelivery
-        _ => Ok(Applied::NotYet),
-    }
+    document.insert("updated_at", at);
+    document.insert("version", version);
+    Ok(Fold::Next(user.0))
 }

@@ -2,8 +2,10 @@
 //! every read in [`read_your_writes`].
 
 mod caching;
+mod keyset;
 mod products;
 mod reader;
+mod reviews;
 mod users;
 
 use std::time::Duration;
@@ -35,11 +37,13 @@ pub struct QueryState {
     pub views: ViewRecorder,
     pub cache: ReadCache,
     pub breaker: Breaker,
+    pub blobs: shared::blobs::Blobs,
 }
 
 pub fn router(state: QueryState, readiness: Readiness) -> Router {
     Router::new()
         .merge(products::router())
+        .merge(reviews::router())
         .merge(users::router())
         .layer(middleware::from_fn_with_state(
             state.projection.clone(),
@@ -109,4 +113,30 @@ fn wanted(headers: &HeaderMap) -> Result<Option<(i64, Duration)>, ApiError> {
     let position = i64::try_from(position)
         .map_err(|_| ApiError::InvalidParameter("x-min-position: too large".into()))?;
     Ok(Some((position, Duration::from_millis(wait))))
+}
+
+/// Reads through the outage cache: a fresh answer is kept (a missing one forgotten, 404); when
+/// the store fails, the last answer kept under `key` is served, else 503.
+async fn read_through<F>(
+    state: &QueryState,
+    key: String,
+    what: &'static str,
+    read: F,
+) -> Result<std::sync::Arc<serde_json::Value>, ApiError>
+where
+    F: std::future::IntoFuture<Output = mongodb::error::Result<Option<serde_json::Value>>>,
+{
+    match state.breaker.run(read).await {
+        Ok(Some(value)) => {
+            let value = std::sync::Arc::new(value);
+            let size = value.to_string().len();
+            state.cache.put(key, value.clone(), size);
+            Ok(value)
+        }
+        Ok(None) => {
+            state.cache.remove(&key);
+            Err(ApiError::NotFound(what))
+        }
+        Err(e) => state.cache.get(&key).ok_or(e),
+    }
 }

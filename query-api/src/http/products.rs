@@ -1,7 +1,7 @@
 //! The catalog: list (filters, search, sorts, cursor pages), detail (counting anonymous views),
 //! and history (admins).
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use axum::{
     Router,
@@ -19,7 +19,12 @@ use serde_json::{Value, json};
 use shared::{ApiError, Role, cursor::Scope, http::QueryParams, read_model};
 use uuid::Uuid;
 
-use super::{QueryState, Reader, caching::json_answer};
+use super::{
+    QueryState, Reader,
+    caching::json_answer,
+    keyset::{Key, Order},
+    read_through,
+};
 
 pub fn router() -> Router<QueryState> {
     Router::new()
@@ -28,8 +33,21 @@ pub fn router() -> Router<QueryState> {
         .route("/api/v1/products/{sku}/history", get(history))
 }
 
-/// The longest `q` and `brand` accepted.
+/// The longest `q` (or other text filter) accepted.
 const MAX_TEXT: usize = 200;
+
+/// A text filter: trimmed, at most [`MAX_TEXT`] characters, no control characters;
+/// lower-cased (the read models keep lower-cased copies to match against).
+pub(super) fn plain_text(raw: &str) -> Result<String, String> {
+    let text = raw.trim();
+    if text.chars().count() > MAX_TEXT {
+        Err(format!("must be at most {MAX_TEXT} characters"))
+    } else if text.chars().any(char::is_control) {
+        Err("must not contain control characters".to_owned())
+    } else {
+        Ok(text.to_lowercase())
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Sort {
@@ -38,14 +56,6 @@ enum Sort {
     PriceDesc,
     Name,
     Rating,
-}
-
-/// How a sort orders documents: the key field and its direction; ties (all but `newest`,
-/// whose key is unique) are broken by `_id` in the same direction, so one index serves both.
-struct Order {
-    field: &'static str,
-    ascending: bool,
-    unique: bool,
 }
 
 impl Sort {
@@ -71,63 +81,21 @@ impl Sort {
     }
 
     fn order(self) -> Order {
-        let (field, ascending, unique) = match self {
-            Sort::Newest => ("created_position", false, true),
-            Sort::PriceAsc => ("price_cents", true, false),
-            Sort::PriceDesc => ("price_cents", false, false),
-            Sort::Name => ("name_sort", true, false),
-            Sort::Rating => ("rating_sort", false, false),
+        let (field, key, ascending) = match self {
+            Sort::Newest => ("created_position", Key::Int, false),
+            Sort::PriceAsc => ("price_cents", Key::Int, true),
+            Sort::PriceDesc => ("price_cents", Key::Int, false),
+            Sort::Name => ("name_sort", Key::Text, true),
+            Sort::Rating => ("rating_sort", Key::Float, false),
         };
+        // `created_position` is unique; the other keys are not.
+        let tiebreak = (field != "created_position").then_some(("_id", Key::Text));
         Order {
             field,
+            key,
             ascending,
-            unique,
+            tiebreak,
         }
-    }
-}
-
-impl Order {
-    fn sort(&self) -> Document {
-        let direction = if self.ascending { 1 } else { -1 };
-        let mut sort = doc! { self.field: direction };
-        if !self.unique {
-            sort.insert("_id", direction);
-        }
-        sort
-    }
-
-    /// The sort key of a document, as carried by a cursor.
-    fn key_of(&self, document: &Document) -> Value {
-        let key = document
-            .get(self.field)
-            .cloned()
-            .map(Bson::into_relaxed_extjson)
-            .unwrap_or(Value::Null);
-        if self.unique {
-            json!([key])
-        } else {
-            json!([key, document.get_str("_id").unwrap_or_default()])
-        }
-    }
-
-    /// The condition "strictly after the item with this key", checking the key's types.
-    fn after(&self, key: &Value) -> Result<Document, ApiError> {
-        let invalid = || ApiError::InvalidParameter("cursor: not a cursor of this listing".into());
-        let value = match (self.field, &key[0]) {
-            ("name_sort", Value::String(s)) => Bson::String(s.clone()),
-            ("rating_sort", Value::Number(n)) => Bson::Double(n.as_f64().ok_or_else(invalid)?),
-            (_, Value::Number(n)) => Bson::Int64(n.as_i64().ok_or_else(invalid)?),
-            _ => return Err(invalid()),
-        };
-        let beyond = if self.ascending { "$gt" } else { "$lt" };
-        if self.unique {
-            return Ok(doc! { self.field: { beyond: value } });
-        }
-        let id = key[1].as_str().ok_or_else(invalid)?;
-        Ok(doc! { "$or": [
-            { self.field: { beyond: value.clone() } },
-            { self.field: value, "_id": { beyond: id } },
-        ] })
     }
 }
 
@@ -151,16 +119,7 @@ impl Listing {
             "max_price",
             "sort",
         ])?;
-        let text = |raw: &str| {
-            let text = raw.trim();
-            if text.chars().count() > MAX_TEXT {
-                Err(format!("must be at most {MAX_TEXT} characters"))
-            } else if text.chars().any(char::is_control) {
-                Err("must not contain control characters".to_owned())
-            } else {
-                Ok(text.to_lowercase())
-            }
-        };
+        let text = plain_text;
         let price = |raw: &str| {
             shared::money::cents(raw.trim())
                 .ok_or_else(|| "must be a non-negative amount like 1299.99".to_owned())
@@ -246,25 +205,15 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let cache_key = format!("products?{}", params.canonical());
     let listing = Listing::parse(params)?;
-    let mut filter = listing.filter.clone();
-    if let Some(cursor) = &listing.cursor {
-        let key: Value = listing.scope.decode(cursor)?;
-        filter.extend(listing.order.after(&key)?);
-    }
-    let page = state
-        .breaker
-        .run(page_of_products(&state, filter, &listing))
-        .await;
-    let page = match page {
-        Ok(page) => {
-            let page = Arc::new(page);
-            state
-                .cache
-                .put(cache_key, page.clone(), page.to_string().len());
-            page
-        }
-        Err(e) => state.cache.get(&cache_key).ok_or(e)?,
-    };
+    let filter = listing.order.resume(
+        listing.filter.clone(),
+        &listing.scope,
+        listing.cursor.as_deref(),
+    )?;
+    let page = read_through(&state, cache_key, "listing", async {
+        page_of_products(&state, filter, &listing).await.map(Some)
+    })
+    .await?;
     Ok(json_answer(&headers, reader.0.is_none(), &page))
 }
 
@@ -273,34 +222,25 @@ async fn page_of_products(
     filter: Document,
     listing: &Listing,
 ) -> mongodb::error::Result<Value> {
-    let mut documents: Vec<Document> = products(state)
-        .find(filter)
-        .sort(listing.order.sort())
-        .limit(listing.limit + 1)
-        .await?
-        .try_collect()
+    let page = listing
+        .order
+        .fetch(&products(state), filter, &listing.scope, listing.limit)
         .await?;
-    let next_cursor = if documents.len() as i64 > listing.limit {
-        documents.truncate(listing.limit as usize);
-        documents
-            .last()
-            .map(|last| listing.scope.encode(&listing.order.key_of(last)))
-    } else {
-        None
-    };
-    let skus: Vec<&str> = documents
+    let skus: Vec<&str> = page
+        .documents
         .iter()
         .filter_map(|d| d.get_str("_id").ok())
         .collect();
     let views = views_of(state, &skus).await?;
-    let items: Vec<Value> = documents
+    let items: Vec<Value> = page
+        .documents
         .iter()
         .map(|d| {
             let sku = d.get_str("_id").unwrap_or_default();
             product_json(d, views.get(sku).copied().unwrap_or(0))
         })
         .collect();
-    Ok(json!({ "items": items, "next_cursor": next_cursor }))
+    Ok(json!({ "items": items, "next_cursor": page.next_cursor }))
 }
 
 /// View tallies by SKU (kept by the notifier).
@@ -325,7 +265,7 @@ async fn views_of(
 }
 
 /// An integer field whatever width MongoDB stored it with.
-fn count(document: &Document, field: &str) -> i64 {
+pub(super) fn count(document: &Document, field: &str) -> i64 {
     match document.get(field) {
         Some(Bson::Int64(n)) => *n,
         Some(Bson::Int32(n)) => i64::from(*n),
@@ -334,7 +274,7 @@ fn count(document: &Document, field: &str) -> i64 {
     }
 }
 
-fn rfc3339(document: &Document, field: &str) -> Value {
+pub(super) fn rfc3339(document: &Document, field: &str) -> Value {
     document
         .get_datetime(field)
         .ok()
@@ -386,21 +326,7 @@ async fn detail(
     params.only(&[])?;
     let sku = parse_sku(&sku)?;
     let key = format!("product:{sku}");
-    let found = state.breaker.run(load_product(&state, sku)).await;
-    let product = match found {
-        Ok(Some(product)) => {
-            let product = Arc::new(product);
-            state
-                .cache
-                .put(key, product.clone(), product.to_string().len());
-            product
-        }
-        Ok(None) => {
-            state.cache.remove(&key);
-            return Err(ApiError::NotFound("product"));
-        }
-        Err(e) => state.cache.get(&key).ok_or(e)?,
-    };
+    let product = read_through(&state, key, "product", load_product(&state, sku)).await?;
     if reader.0.is_none() {
         state.views.record(sku);
     }
@@ -425,46 +351,29 @@ async fn history(
     Path(sku): Path<String>,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    match &reader.0 {
-        None => return Err(ApiError::Unauthorized),
-        Some(claims) if claims.role != Role::Admin => {
-            return Err(ApiError::Forbidden(
-                "only admins see product history".into(),
-            ));
-        }
-        Some(_) => {}
-    }
+    reader.require(&[Role::Admin], "product history")?;
     let params = params.only(&["limit", "cursor"])?;
     let sku = parse_sku(&sku)?.to_string();
     let limit = params.limit()?;
     let scope = Scope::new("product_history").with("sku", &sku);
-    let mut filter = doc! { "sku": &sku };
-    if let Some(cursor) = params.get("cursor").filter(|c| !c.is_empty()) {
-        let after: i64 = scope.decode(cursor)?;
-        filter.insert("version", doc! { "$gt": after });
-    }
-    let entries: Vec<Document> = state
+    let order = Order {
+        field: "version",
+        key: Key::Int,
+        ascending: true,
+        tiebreak: None,
+    };
+    let cursor = params.get("cursor");
+    let filter = order.resume(doc! { "sku": &sku }, &scope, cursor)?;
+    let history = state.db.collection::<Document>(read_model::PRODUCT_HISTORY);
+    let page = state
         .breaker
-        .run(async {
-            state
-                .db
-                .collection::<Document>(read_model::PRODUCT_HISTORY)
-                .find(filter)
-                .sort(doc! { "version": 1 })
-                .limit(limit + 1)
-                .await?
-                .try_collect()
-                .await
-        })
+        .run(order.fetch(&history, filter, &scope, limit))
         .await?;
-    if entries.is_empty() && params.get("cursor").is_none() {
+    if page.documents.is_empty() && cursor.is_none() {
         return Err(ApiError::NotFound("product"));
     }
-    let more = entries.len() as i64 > limit;
-    let entries = &entries[..entries.len().min(limit as usize)];
-    let next_cursor = more
-        .then(|| entries.last().map(|e| scope.encode(&count(e, "version"))))
-        .flatten();
+    let entries = &page.documents;
+    let next_cursor = page.next_cursor;
     let items: Vec<Value> = entries
         .iter()
         .map(|e| {
@@ -516,15 +425,5 @@ mod tests {
             let params = QueryParams::parse(query).unwrap();
             assert!(Listing::parse(params).is_err(), "{query}");
         }
-    }
-
-    #[test]
-    fn a_cursor_key_of_the_wrong_type_is_refused() {
-        let order = Sort::PriceAsc.order();
-        assert!(order.after(&json!(["100", "x"])).is_err());
-        assert!(order.after(&json!([100, 5])).is_err());
-        assert!(order.after(&json!([100, "x"])).is_ok());
-        let newest = Sort::Newest.order();
-        assert!(newest.after(&json!([{"$gt": 1}])).is_err());
     }
 }

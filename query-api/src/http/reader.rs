@@ -2,7 +2,7 @@
 //! ended. A bearer token that is bad, expired or revoked is 401, never silently anonymous.
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use shared::{ApiError, auth::Claims};
+use shared::{ApiError, Role, auth::Claims};
 
 use super::QueryState;
 
@@ -17,4 +17,26 @@ impl FromRequestParts<QueryState> for Reader {
     ) -> Result<Self, Self::Rejection> {
         Ok(Reader(state.authenticator.authenticate(&parts.headers)?))
     }
+}
+
+impl Reader {
+    /// The reader, if they are signed in with one of `roles`: 401 when anonymous, 403 otherwise.
+    pub fn require(&self, roles: &[Role], what: &str) -> Result<&Claims, ApiError> {
+        match &self.0 {
+            None => Err(ApiError::Unauthorized),
+            Some(claims) if roles.contains(&claims.role) => Ok(claims),
+            Some(_) => Err(ApiError::Forbidden(format!(
+                "{what} is for {}",
+                role_list(roles)
+            ))),
+        }
+    }
+}
+
+fn role_list(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| format!("{}s", r.as_str()))
+        .collect::<Vec<_>>()
+        .join(" and ")
 }

@@ -1,19 +1,102 @@
-//! Public user profiles from the `users` read model.
+//! The `users` read model: public profiles for everyone, pages of whole user objects for
+//! admins.
 
 use axum::{
     Json, Router,
     extract::{Path, State},
+    http::HeaderMap,
+    response::Response,
     routing::get,
 };
 use mongodb::bson::{Document, doc};
 use serde_json::{Value, json};
-use shared::ApiError;
+use shared::{ApiError, Role, cursor::Scope, http::QueryParams, read_model};
 use uuid::Uuid;
 
-use super::{QueryState, Reader};
+use super::{
+    QueryState, Reader,
+    caching::json_answer,
+    keyset::{Key, Order},
+};
 
 pub fn router() -> Router<QueryState> {
-    Router::new().route("/api/v1/users/{id}", get(profile))
+    Router::new()
+        .route("/api/v1/users", get(list_users))
+        .route("/api/v1/admins", get(list_admins))
+        .route("/api/v1/users/{id}", get(profile))
+}
+
+/// `GET /api/v1/users?limit&cursor&role` (admins): users in the order they registered.
+async fn list_users(
+    State(state): State<QueryState>,
+    reader: Reader,
+    headers: HeaderMap,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    reader.require(&[Role::Admin], "the user list")?;
+    let params = params.only(&["limit", "cursor", "role"])?;
+    let role = params.parsed("role", |raw| raw.parse::<Role>())?;
+    page_of_users(&state, &headers, &params, role).await
+}
+
+/// `GET /api/v1/admins?limit&cursor` (admins).
+async fn list_admins(
+    State(state): State<QueryState>,
+    reader: Reader,
+    headers: HeaderMap,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    reader.require(&[Role::Admin], "the admin list")?;
+    let params = params.only(&["limit", "cursor"])?;
+    page_of_users(&state, &headers, &params, Some(Role::Admin)).await
+}
+
+async fn page_of_users(
+    state: &QueryState,
+    headers: &HeaderMap,
+    params: &QueryParams,
+    role: Option<Role>,
+) -> Result<Response, ApiError> {
+    let limit = params.limit()?;
+    let scope = Scope::new("users").with("role", role.map_or("", Role::as_str));
+    let mut filter = doc! { "deleted": false };
+    if let Some(role) = role {
+        filter.insert("role", role.as_str());
+    }
+    let order = Order {
+        field: "_id",
+        key: Key::Text,
+        ascending: true,
+        tiebreak: None,
+    };
+    let filter = order.resume(filter, &scope, params.get("cursor"))?;
+    let users = state.db.collection::<Document>(read_model::USERS);
+    let page = state
+        .breaker
+        .run(order.fetch(&users, filter, &scope, limit))
+        .await?;
+    let items: Vec<Value> = page.documents.iter().map(user_json).collect();
+    let next_cursor = page.next_cursor;
+    Ok(json_answer(
+        headers,
+        false,
+        &json!({ "items": items, "next_cursor": next_cursor }),
+    ))
+}
+
+/// The whole user object, as command-api answers it.
+fn user_json(user: &Document) -> Value {
+    let text = |field: &str| user.get_str(field).unwrap_or_default();
+    json!({
+        "id": text("_id"),
+        "username": text("username"),
+        "email": text("email"),
+        "display_name": text("display_name"),
+        "role": text("role"),
+        "region": user.get_str("region").ok(),
+        "is_superuser": user.get_bool("is_superuser").unwrap_or(false),
+        "created_at": super::products::rfc3339(user, "created_at"),
+    })
 }
 
 /// `{id, username, display_name, role, region}`; 404 for unknown or deleted users.

@@ -118,3 +118,98 @@ async fn a_poison_message_is_parked_in_the_dlq_and_does_not_block_other_events()
     );
     assert_eq!(&parked.payload[..], b"{not an envelope");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_page_through_users_and_admins_and_nobody_else_may() {
+    let env = TestEnv::new().await;
+    let api = Api::new(&env.spawn_command_api_with_superuser().await);
+    let _projector = env.spawn_projector().await;
+    let query = Api::new(&env.spawn_query_api().await);
+    let root = api.login(TestEnv::SUPERUSER.0, TestEnv::SUPERUSER.1).await;
+    for n in 0..5 {
+        api.register(&format!("user{n}"), "user-password").await;
+    }
+    let admin = api
+        .post(
+            "/api/v1/admins",
+            json!({ "username": "second", "email": "second@example.com", "password": "second-password" }),
+            Some(&root.access),
+        )
+        .await;
+    assert_eq!(admin.status, 201);
+    let position: i64 = admin.header("x-event-position").unwrap().parse().unwrap();
+
+    let first = query
+        .request(reqwest::Method::GET, "/api/v1/users?limit=4")
+        .bearer_auth(&root.access)
+        .header("x-min-position", position.to_string())
+        .send()
+        .await
+        .unwrap();
+    let first = Api::reply(first).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.body["items"].as_array().unwrap().len(), 4);
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let rest = query
+        .get(
+            &format!("/api/v1/users?limit=4&cursor={cursor}"),
+            Some(&root.access),
+        )
+        .await;
+    assert_eq!(
+        rest.body["items"].as_array().unwrap().len(),
+        3,
+        "7 users in all"
+    );
+    assert_eq!(rest.body["next_cursor"], serde_json::Value::Null);
+    let user = &first.body["items"][0];
+    for field in [
+        "id",
+        "username",
+        "email",
+        "display_name",
+        "role",
+        "is_superuser",
+        "created_at",
+    ] {
+        assert!(user.get(field).is_some(), "{field} in {user}");
+    }
+
+    let publishers = query
+        .get("/api/v1/users?role=publisher&limit=100", Some(&root.access))
+        .await;
+    assert_eq!(publishers.body["items"].as_array().unwrap().len(), 5);
+    let admins = query.get("/api/v1/admins", Some(&root.access)).await;
+    let names: Vec<&str> = admins.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["root", "second"]);
+    assert_eq!(
+        query
+            .get("/api/v1/users?role=king", Some(&root.access))
+            .await
+            .code(),
+        "invalid_parameter"
+    );
+    // A cursor of the admin list is not one of the publisher list.
+    let page = query
+        .get("/api/v1/admins?limit=1", Some(&root.access))
+        .await;
+    let cursor = page.body["next_cursor"].as_str().unwrap();
+    let foreign = query
+        .get(
+            &format!("/api/v1/users?role=publisher&cursor={cursor}"),
+            Some(&root.access),
+        )
+        .await;
+    assert_eq!(foreign.status, 400);
+
+    let publisher = api.login("user0", "user-password").await;
+    for path in ["/api/v1/users", "/api/v1/admins"] {
+        assert_eq!(query.get(path, Some(&publisher.access)).await.status, 403);
+        assert_eq!(query.get(path, None).await.status, 401);
+    }
+}

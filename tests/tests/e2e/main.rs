@@ -3,13 +3,14 @@
 // Test helpers outside #[test] functions unwrap too: a failed step should fail the test.
 #![allow(clippy::unwrap_used)]
 
-mod catalog;
+pub mod catalog;
 mod ctl;
 mod directory;
 mod identity;
 mod products;
 mod relay_resilience;
 mod relay_torture;
+mod reviews;
 mod services;
 mod store;
 

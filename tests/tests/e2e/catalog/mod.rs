@@ -4,7 +4,7 @@ mod caching;
 mod outages;
 mod paging;
 mod reads;
-mod replay;
+pub mod replay;
 mod scaling;
 mod search;
 

@@ -14,14 +14,16 @@ use shared::{config::MongoConfig, read_model};
 
 use super::{Catalog, camera};
 
-const READ_MODELS: [&str; 3] = [
+const READ_MODELS: [&str; 5] = [
     read_model::PRODUCTS,
     read_model::PRODUCT_HISTORY,
     read_model::USERS,
+    read_model::REVIEWS,
+    read_model::IMAGES,
 ];
 
 /// Every document of the read models, as stored bytes, by `_id`.
-async fn dump(db: &Database) -> Vec<(String, Vec<Vec<u8>>)> {
+pub async fn dump(db: &Database) -> Vec<(String, Vec<Vec<u8>>)> {
     let mut dumped = Vec::new();
     for name in READ_MODELS {
         let documents: Vec<RawDocumentBuf> = db
@@ -41,7 +43,7 @@ async fn dump(db: &Database) -> Vec<(String, Vec<Vec<u8>>)> {
     dumped
 }
 
-async fn wait_applied(db: &Database, position: i64) {
+pub async fn wait_applied(db: &Database, position: i64) {
     eventually(Duration::from_secs(60), || async {
         let applied = read_model::applied_position(db).await.unwrap_or(0);
         (applied >= position).then_some(())
@@ -85,19 +87,7 @@ async fn replaying_the_stream_into_fresh_databases_twice_gives_identical_read_mo
     );
     assert_eq!(original[1].1.len(), 12 * 2 + 4);
 
-    let mut replays = Vec::new();
-    for name in ["replay_a", "replay_b"] {
-        let mongo = MongoConfig {
-            url: catalog.env.mongo.url.clone(),
-            db: format!("{}_{name}", catalog.env.mongo.db),
-        };
-        let db = shared::mongo::connect(&mongo, "tests").await.unwrap();
-        let projector = catalog.env.spawn_projector_into(mongo, name).await;
-        wait_applied(&db, last).await;
-        replays.push(dump(&db).await);
-        projector.stop().await.unwrap();
-        db.drop().await.unwrap();
-    }
+    let replays = replay_twice(&catalog, last).await;
     assert!(replays[0] == replays[1], "two replays differ");
     assert!(
         replays[0] == original,
@@ -123,4 +113,22 @@ async fn replaying_the_stream_into_fresh_databases_twice_gives_identical_read_mo
         dump(&live).await == original,
         "redelivery changed the read models"
     );
+}
+
+/// Projects the whole stream into two fresh databases, one after the other; their dumps.
+pub async fn replay_twice(catalog: &Catalog, last: i64) -> Vec<Vec<(String, Vec<Vec<u8>>)>> {
+    let mut replays = Vec::new();
+    for name in ["replay_a", "replay_b"] {
+        let mongo = MongoConfig {
+            url: catalog.env.mongo.url.clone(),
+            db: format!("{}_{name}", catalog.env.mongo.db),
+        };
+        let db = shared::mongo::connect(&mongo, "tests").await.unwrap();
+        let projector = catalog.env.spawn_projector_into(mongo, name).await;
+        wait_applied(&db, last).await;
+        replays.push(dump(&db).await);
+        projector.stop().await.unwrap();
+        db.drop().await.unwrap();
+    }
+    replays
 }

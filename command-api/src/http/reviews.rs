@@ -1,0 +1,321 @@
+//! Publishers writing reviews (their own; admins may edit or delete any) and attaching images.
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, Multipart, Path, State, multipart::MultipartRejection},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+    routing::{delete, post, put},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use shared::{ApiError, Role, events::ImageMeta, http::ApiJson, problem::FieldError};
+use uuid::Uuid;
+
+use super::{
+    AppState, Caller,
+    command::{self, Begun, IdempotencyHeader, Written, if_match},
+};
+use crate::{
+    commands::{products, reviews, users},
+    domain::{
+        review::{Draft, Edit, MAX_IMAGES, ReviewCommand, ReviewRejection},
+        values::{Fields, parse_text},
+    },
+    images,
+};
+
+pub fn router(max_image_bytes: u64) -> Router<AppState> {
+    // The multipart body may exceed the JSON limit by the image limit and some framing; the
+    // file part itself is held to `MAX_IMAGE_BYTES` while it streams.
+    let upload_limit = usize::try_from(max_image_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024);
+    Router::new()
+        .route("/api/v1/reviews", post(publish))
+        .route("/api/v1/reviews/{id}", put(edit).delete(remove))
+        .route(
+            "/api/v1/reviews/{id}/images",
+            post(attach_image).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route(
+            "/api/v1/reviews/{id}/images/{image_id}",
+            delete(remove_image),
+        )
+}
+
+#[derive(Deserialize, Serialize)]
+struct ReviewBody {
+    product_sku: Option<String>,
+    title: Option<String>,
+    body: Option<String>,
+    rating: Option<Value>,
+}
+
+fn parse_rating(raw: &Value) -> Result<u8, String> {
+    raw.as_u64()
+        .filter(|r| (1..=5).contains(r))
+        .and_then(|r| u8::try_from(r).ok())
+        .ok_or_else(|| "must be a whole number from 1 to 5".to_owned())
+}
+
+fn parse_id(raw: &str, what: &'static str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what))
+}
+
+fn answer(
+    status: StatusCode,
+    id: Uuid,
+    version: i64,
+    appended: Option<&crate::store::Appended>,
+) -> Written {
+    Written::new(status, json!({ "id": id })).appended(appended, version)
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    idempotency: IdempotencyHeader,
+    ApiJson(body): ApiJson<ReviewBody>,
+) -> Result<Response, ApiError> {
+    if !matches!(caller.role, Role::Publisher | Role::Admin) {
+        return Err(ApiError::Forbidden("only publishers write reviews".into()));
+    }
+    let mut fields = Fields::default();
+    let sku = fields.required("product_sku", body.product_sku.as_deref(), |v| {
+        Uuid::parse_str(v).map_err(|_| "must be a UUID".to_owned())
+    });
+    let title = fields.required("title", body.title.as_deref(), |v| parse_text(v, 1, 200));
+    let text = fields.required("body", body.body.as_deref(), |v| parse_text(v, 1, 20_000));
+    let rating = fields.required("rating", body.rating.as_ref(), parse_rating);
+    fields.finish()?;
+    let (Some(sku), Some(title), Some(text), Some(rating)) = (sku, title, text, rating) else {
+        return Err(ApiError::Validation(Vec::new()));
+    };
+
+    let key = idempotency.scoped(&caller.user_id.to_string(), &body);
+    let mut command = match command::begin(&state.pool, key).await? {
+        Begun::Replay(response) => return Ok(response),
+        Begun::Fresh(command) => command,
+    };
+    let author = users::load(&mut command.tx, caller.user_id)
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let region = author
+        .region
+        .filter(|r| state.publish_regions.contains(r))
+        .ok_or(ApiError::RegionNotAllowed)?;
+    let product = products::load(&mut command.tx, sku).await?;
+    if product.is_none_or(|p| p.deleted) {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "product_sku",
+            "no such product",
+        )]));
+    }
+    let id = Uuid::now_v7();
+    let draft = Draft {
+        product_sku: sku,
+        region,
+        title,
+        body: text,
+        rating,
+    };
+    let (version, appended) = reviews::execute(
+        &mut command.tx,
+        id,
+        None,
+        caller.actor(),
+        ReviewCommand::Publish(draft),
+    )
+    .await?;
+    let written = answer(StatusCode::CREATED, id, version, appended.as_ref())
+        .location(format!("/api/v1/reviews/{id}"));
+    command.commit(written).await
+}
+
+async fn edit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    idempotency: IdempotencyHeader,
+    ApiJson(body): ApiJson<ReviewBody>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "review")?;
+    let expected = if_match(&headers)?;
+    let mut fields = Fields::default();
+    if body.product_sku.is_some() {
+        fields.push("product_sku", "cannot be changed");
+    }
+    let change = Edit {
+        title: fields.optional("title", body.title.as_deref(), |v| parse_text(v, 1, 200)),
+        body: fields.optional("body", body.body.as_deref(), |v| parse_text(v, 1, 20_000)),
+        rating: fields.optional("rating", body.rating.as_ref(), parse_rating),
+    };
+    fields.finish()?;
+    let key = idempotency.scoped(&caller.user_id.to_string(), &body);
+    let mut command = match command::begin(&state.pool, key).await? {
+        Begun::Replay(response) => return Ok(response),
+        Begun::Fresh(command) => command,
+    };
+    let (version, appended) = reviews::execute(
+        &mut command.tx,
+        id,
+        expected,
+        caller.actor(),
+        ReviewCommand::Edit(change),
+    )
+    .await?;
+    command
+        .commit(answer(StatusCode::OK, id, version, appended.as_ref()))
+        .await
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "review")?;
+    let expected = if_match(&headers)?;
+    run(&state, &caller, id, expected, ReviewCommand::Delete, |_| {
+        Written::no_content()
+    })
+    .await
+}
+
+/// Runs a command without an idempotency key; `written` shapes the answer.
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    expected: Option<i64>,
+    review_command: ReviewCommand,
+    written: impl FnOnce(i64) -> Written,
+) -> Result<Response, ApiError> {
+    let mut command = match command::begin(&state.pool, None).await? {
+        Begun::Replay(response) => return Ok(response),
+        Begun::Fresh(command) => command,
+    };
+    let (version, appended) = reviews::execute(
+        &mut command.tx,
+        id,
+        expected,
+        caller.actor(),
+        review_command,
+    )
+    .await?;
+    command
+        .commit(written(version).appended(appended.as_ref(), version))
+        .await
+}
+
+async fn attach_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "review")?;
+    // Refuse before reading the upload when the answer is known already.
+    {
+        let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+        let review = reviews::load(&mut tx, id).await?;
+        let review = review
+            .filter(|r| !r.deleted)
+            .ok_or(ApiError::NotFound("review"))?;
+        if review.author_id != caller.user_id && caller.role != Role::Admin {
+            return Err(ReviewRejection::NotYours.into());
+        }
+        if review.images.len() >= MAX_IMAGES {
+            return Err(ReviewRejection::TooManyImages.into());
+        }
+    }
+    let mut multipart = multipart.map_err(|e| {
+        ApiError::UnsupportedMediaType(format!("expected multipart/form-data: {e}"))
+    })?;
+    let bytes = read_file_field(&mut multipart, state.max_image_bytes).await?;
+    let info = images::inspect(&bytes).ok_or_else(|| {
+        ApiError::UnsupportedMediaType("the file is not a JPEG, PNG or WebP image".into())
+    })?;
+    let sha256: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let size = bytes.len() as u64;
+    state.blobs.put(&sha256, bytes).await?;
+    let image = ImageMeta {
+        image_id: Uuid::now_v7(),
+        sha256,
+        content_type: info.kind.content_type().to_owned(),
+        bytes: size,
+        width: info.width,
+        height: info.height,
+    };
+    let body = json!({
+        "image_id": image.image_id,
+        "url": format!("/api/v1/images/{}", image.image_id),
+        "content_type": image.content_type,
+        "bytes": image.bytes,
+        "width": image.width,
+        "height": image.height,
+    });
+    run(
+        &state,
+        &caller,
+        id,
+        None,
+        ReviewCommand::AttachImage(image),
+        |_| Written::new(StatusCode::CREATED, body),
+    )
+    .await
+}
+
+/// The bytes of the `file` part, refused with 413 as soon as they pass `limit`.
+async fn read_file_field(multipart: &mut Multipart, limit: u64) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge { limit };
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::InvalidParameter(format!("the multipart body does not read: {e}"))
+        }
+    };
+    while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        return Ok(bytes);
+    }
+    Err(ApiError::Validation(vec![FieldError::new(
+        "file",
+        "is required",
+    )]))
+}
+
+async fn remove_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, image_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "review")?;
+    let image_id = parse_id(&image_id, "image")?;
+    run(
+        &state,
+        &caller,
+        id,
+        None,
+        ReviewCommand::RemoveImage(image_id),
+        |_| Written::no_content(),
+    )
+    .await
+}

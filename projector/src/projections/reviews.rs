@@ -1,0 +1,258 @@
+//! `reviews` (one document per review, with its images), `images` (image metadata by id, for
+//! serving the bytes) and the per-product review statistics on `products`.
+//!
+//! The statistics are recomputed from the product's reviews after each review event rather
+//! than incremented, so they are exact whatever is redelivered or replayed; `stats_position`
+//! (the newest review event they include) keeps a slower instance from overwriting a newer
+//! result.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use mongodb::{
+    Collection, Database, IndexModel,
+    bson::{self, Bson, Document, doc},
+};
+use shared::{
+    EventEnvelope,
+    events::{EventCatalog, ImageMeta, ReviewEvent},
+    read_model::{IMAGES, PRODUCTS, REVIEWS},
+};
+
+use super::{Fold, Model, guard};
+
+pub const MODEL: Model = Model {
+    aggregate_type: "review",
+    collection: REVIEWS,
+    fold,
+};
+
+fn reviews(db: &Database) -> Collection<Document> {
+    db.collection(REVIEWS)
+}
+
+fn images(db: &Database) -> Collection<Document> {
+    db.collection(IMAGES)
+}
+
+pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
+    let index = |keys: Document| IndexModel::builder().keys(keys).build();
+    reviews(db)
+        .create_indexes([
+            // Ascending keys: MongoDB walks them backwards for the descending sorts.
+            index(doc! { "deleted": 1, "created_position": 1 }),
+            index(doc! { "deleted": 1, "product_sku": 1, "created_position": 1 }),
+            index(doc! { "deleted": 1, "author_id": 1, "created_position": 1 }),
+            index(doc! { "deleted": 1, "region": 1, "created_position": 1 }),
+            index(doc! { "deleted": 1, "rating": 1, "created_position": 1 }),
+            // The statistics read every review of a product.
+            index(doc! { "product_sku": 1 }),
+        ])
+        .await?;
+    images(db)
+        .create_index(index(doc! { "review_id": 1 }))
+        .await?;
+    Ok(())
+}
+
+fn fold(current: Option<&Document>, envelope: &EventEnvelope) -> anyhow::Result<Fold> {
+    let version = envelope.aggregate_version;
+    if let Some(not_now) = guard(current, version) {
+        return Ok(not_now);
+    }
+    let at = bson::DateTime::from_millis(envelope.occurred_at.timestamp_millis());
+    let position = envelope.position;
+    let event = envelope.decode::<ReviewEvent>()?;
+    let mut review = match (current, event) {
+        (
+            None,
+            ReviewEvent::ReviewPublished {
+                product_sku,
+                author_id,
+                region,
+                title,
+                body,
+                rating,
+            },
+        ) => {
+            return Ok(Fold::Next(doc! {
+                "_id": envelope.aggregate_id.to_string(),
+                "product_sku": product_sku.to_string(), "author_id": author_id.to_string(),
+                "region": region, "search_text": search_text(&title, &body), "title": title,
+                "body": body, "rating": i64::from(rating), "images": [],
+                "created_position": position, "created_at": at, "updated_at": at,
+                "position": position, "version": version, "deleted": false,
+            }));
+        }
+        (Some(current), event) => (current.clone(), event),
+        (None, event) => anyhow::bail!(
+            "{} at version {version} before the review was published",
+            event.event_type()
+        ),
+    };
+    let (document, event) = &mut review;
+    match event {
+        ReviewEvent::ReviewPublished { .. } => {
+            anyhow::bail!("ReviewPublished at version {version}")
+        }
+        ReviewEvent::ReviewEdited {
+            title,
+            body,
+            rating,
+        } => {
+            if let Some(title) = title.take() {
+                document.insert("title", title);
+            }
+            if let Some(body) = body.take() {
+                document.insert("body", body);
+            }
+            if let Some(rating) = rating {
+                document.insert("rating", i64::from(*rating));
+            }
+            let text = search_text(
+                document.get_str("title").unwrap_or_default(),
+                document.get_str("body").unwrap_or_default(),
+            );
+            document.insert("search_text", text);
+        }
+        ReviewEvent::ReviewImageAttached(image) => {
+            let mut list = document.get_array("images").cloned().unwrap_or_default();
+            list.push(Bson::Document(image_document(image)));
+            document.insert("images", list);
+        }
+        ReviewEvent::ReviewImageRemoved { image_id } => {
+            let id = image_id.to_string();
+            let list: Vec<Bson> = document
+                .get_array("images")
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|i| {
+                    i.as_document().and_then(|d| d.get_str("image_id").ok()) != Some(id.as_str())
+                })
+                .collect();
+            document.insert("images", list);
+        }
+        ReviewEvent::ReviewDeleted {} => {
+            document.insert("deleted", true);
+        }
+    }
+    document.insert("updated_at", at);
+    document.insert("position", position);
+    document.insert("version", version);
+    Ok(Fold::Next(review.0))
+}
+
+/// After the review documents (idempotent, so it runs again on a redelivery): the image index
+/// and the statistics of the products whose reviews changed.
+pub async fn follow_up(db: &Database, events: &[&EventEnvelope]) -> anyhow::Result<()> {
+    let mut new_images = Vec::new();
+    let mut image_updates = Vec::new();
+    let mut rated = Vec::new();
+    for envelope in events {
+        let id = envelope.aggregate_id.to_string();
+        match envelope.decode::<ReviewEvent>()? {
+            ReviewEvent::ReviewImageAttached(image) => {
+                let mut document = doc! { "_id": image.image_id.to_string() };
+                document.extend(image_document(&image));
+                document.insert("review_id", &id);
+                document.insert("removed", false);
+                new_images.push(document);
+            }
+            ReviewEvent::ReviewImageRemoved { image_id } => image_updates.push(doc! {
+                "q": { "_id": image_id.to_string() }, "u": { "$set": { "removed": true } },
+            }),
+            ReviewEvent::ReviewDeleted {} => {
+                image_updates.push(doc! {
+                    "q": { "review_id": &id }, "u": { "$set": { "removed": true } }, "multi": true,
+                });
+                rated.push(id);
+            }
+            ReviewEvent::ReviewPublished { .. } | ReviewEvent::ReviewEdited { .. } => {
+                rated.push(id)
+            }
+        }
+    }
+    super::insert_new(db, IMAGES, new_images).await?;
+    super::update_all(db, IMAGES, image_updates).await?;
+    if rated.is_empty() {
+        return Ok(());
+    }
+    rated.sort_unstable();
+    rated.dedup();
+    let mut skus: Vec<String> = reviews(db)
+        .find(doc! { "_id": { "$in": rated } })
+        .projection(doc! { "product_sku": 1 })
+        .await?
+        .try_collect::<Vec<_>>()
+        .await?
+        .iter()
+        .filter_map(|r| r.get_str("product_sku").ok().map(str::to_owned))
+        .collect();
+    skus.sort_unstable();
+    skus.dedup();
+    recompute_stats(db, &skus).await
+}
+
+fn image_document(image: &ImageMeta) -> Document {
+    doc! {
+        "image_id": image.image_id.to_string(),
+        "sha256": &image.sha256,
+        "content_type": &image.content_type,
+        "bytes": i64::try_from(image.bytes).unwrap_or(i64::MAX),
+        "width": i64::from(image.width),
+        "height": i64::from(image.height),
+    }
+}
+
+/// What `q` searches in a review: title and body, lower-cased.
+pub fn search_text(title: &str, body: &str) -> String {
+    format!("{title}\n{body}").to_lowercase()
+}
+
+/// Sets each product's `review_count`, `rating_sum`, `rating_avg` and `rating_sort` from its
+/// reviews that are not deleted.
+pub async fn recompute_stats(db: &Database, skus: &[String]) -> anyhow::Result<()> {
+    if skus.is_empty() {
+        return Ok(());
+    }
+    let all: Vec<Document> = reviews(db)
+        .find(doc! { "product_sku": { "$in": skus } })
+        .projection(doc! { "product_sku": 1, "rating": 1, "deleted": 1, "position": 1 })
+        .await?
+        .try_collect()
+        .await?;
+    // sku → (newest position, count, sum)
+    let mut stats: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+    for review in &all {
+        let Ok(sku) = review.get_str("product_sku") else {
+            continue;
+        };
+        let entry = stats.entry(sku).or_default();
+        entry.0 = entry.0.max(review.get_i64("position").unwrap_or(0));
+        if !review.get_bool("deleted").unwrap_or(false) {
+            entry.1 += 1;
+            entry.2 += review.get_i64("rating").unwrap_or(0);
+        }
+    }
+    let statements = stats
+        .into_iter()
+        .map(|(sku, (newest, count, sum))| {
+            let average = (count > 0).then(|| sum as f64 / count as f64);
+            doc! {
+                "q": { "_id": sku, "$or": [
+                    { "stats_position": { "$exists": false } },
+                    { "stats_position": { "$lt": newest } },
+                ] },
+                "u": { "$set": {
+                    "review_count": count,
+                    "rating_sum": sum,
+                    "rating_avg": average.map_or(Bson::Null, Bson::Double),
+                    "rating_sort": average.unwrap_or(-1.0),
+                    "stats_position": newest,
+                } },
+            }
+        })
+        .collect();
+    super::update_all(db, PRODUCTS, statements).await
+}

@@ -1,0 +1,323 @@
+//! Reviews (list with filters and sorts, one by id, a product's reviews) and their images.
+
+use std::collections::HashMap;
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Path, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, Document, doc};
+use serde_json::{Value, json};
+use shared::{ApiError, cursor::Scope, http::QueryParams, read_model};
+use uuid::Uuid;
+
+use super::{
+    QueryState, Reader,
+    caching::json_answer,
+    keyset::{Key, Order},
+    products::{count, escape_regex, plain_text, rfc3339},
+    read_through,
+};
+
+pub fn router() -> Router<QueryState> {
+    Router::new()
+        .route("/api/v1/reviews", get(list))
+        .route("/api/v1/reviews/{id}", get(one))
+        .route("/api/v1/products/{sku}/reviews", get(of_product))
+        .route("/api/v1/images/{image_id}", get(image))
+}
+
+const NEWEST: Order = Order {
+    field: "created_position",
+    key: Key::Int,
+    ascending: false,
+    tiebreak: None,
+};
+
+const BEST_RATED: Order = Order {
+    field: "rating",
+    key: Key::Int,
+    ascending: false,
+    tiebreak: Some(("created_position", Key::Int)),
+};
+
+fn uuid(raw: &str) -> Result<String, String> {
+    Uuid::parse_str(raw)
+        .map(|id| id.to_string())
+        .map_err(|_| "must be a UUID".to_owned())
+}
+
+async fn list(
+    State(state): State<QueryState>,
+    reader: Reader,
+    headers: HeaderMap,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let params = params.only(&[
+        "limit",
+        "cursor",
+        "product_sku",
+        "author_id",
+        "region",
+        "min_rating",
+        "q",
+        "sort",
+    ])?;
+    let (order, sort) = match params.get("sort").unwrap_or("newest") {
+        "newest" => (NEWEST, "newest"),
+        "rating" => (BEST_RATED, "rating"),
+        _ => {
+            return Err(ApiError::InvalidParameter(
+                "sort: must be newest or rating".into(),
+            ));
+        }
+    };
+    let mut filter = doc! { "deleted": false };
+    let mut scope = Scope::new("reviews").with("sort", sort);
+    for name in ["product_sku", "author_id"] {
+        if let Some(id) = params.parsed(name, uuid)? {
+            scope = scope.with(name, &id);
+            filter.insert(name, id);
+        }
+    }
+    if let Some(region) = params
+        .parsed("region", plain_text)?
+        .filter(|r| !r.is_empty())
+    {
+        scope = scope.with("region", &region);
+        filter.insert("region", region);
+    }
+    let min_rating = params.parsed("min_rating", |raw| match raw.parse::<i64>() {
+        Ok(n) if (1..=5).contains(&n) => Ok(n),
+        _ => Err("must be a whole number from 1 to 5".to_owned()),
+    })?;
+    if let Some(min) = min_rating {
+        scope = scope.with("min_rating", min);
+        filter.insert("rating", doc! { "$gte": min });
+    }
+    if let Some(q) = params.parsed("q", plain_text)?.filter(|q| !q.is_empty()) {
+        scope = scope.with("q", &q);
+        filter.insert(
+            "search_text",
+            mongodb::bson::Regex {
+                pattern: escape_regex(&q),
+                options: String::new(),
+            },
+        );
+    }
+    let key = format!("reviews?{}", params.canonical());
+    page(
+        &state, &reader, &headers, &params, order, scope, filter, key,
+    )
+    .await
+}
+
+async fn of_product(
+    State(state): State<QueryState>,
+    reader: Reader,
+    headers: HeaderMap,
+    Path(sku): Path<String>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    let params = params.only(&["limit", "cursor"])?;
+    let sku = Uuid::parse_str(&sku)
+        .map_err(|_| ApiError::NotFound("product"))?
+        .to_string();
+    let scope = Scope::new("product_reviews").with("sku", &sku);
+    let filter = doc! { "deleted": false, "product_sku": &sku };
+    let key = format!("product-reviews:{sku}?{}", params.canonical());
+    page(
+        &state, &reader, &headers, &params, NEWEST, scope, filter, key,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn page(
+    state: &QueryState,
+    reader: &Reader,
+    headers: &HeaderMap,
+    params: &QueryParams,
+    order: Order,
+    scope: Scope,
+    filter: Document,
+    cache_key: String,
+) -> Result<Response, ApiError> {
+    let limit = params.limit()?;
+    let filter = order.resume(filter, &scope, params.get("cursor"))?;
+    let reviews = state.db.collection::<Document>(read_model::REVIEWS);
+    let page = read_through(state, cache_key, "listing", async {
+        let page = order.fetch(&reviews, filter, &scope, limit).await?;
+        let names = display_names(state, &page.documents).await?;
+        let items: Vec<Value> = page
+            .documents
+            .iter()
+            .map(|r| review_json(r, &names))
+            .collect();
+        Ok(Some(
+            json!({ "items": items, "next_cursor": page.next_cursor }),
+        ))
+    })
+    .await?;
+    Ok(json_answer(headers, reader.0.is_none(), &page))
+}
+
+async fn one(
+    State(state): State<QueryState>,
+    reader: Reader,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    params: QueryParams,
+) -> Result<Response, ApiError> {
+    params.only(&[])?;
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::NotFound("review"))?
+        .to_string();
+    let key = format!("review:{id}");
+    let review = read_through(&state, key, "review", async {
+        let found = state
+            .db
+            .collection::<Document>(read_model::REVIEWS)
+            .find_one(doc! { "_id": &id, "deleted": false })
+            .await?;
+        let Some(review) = found else {
+            return Ok(None);
+        };
+        let names = display_names(&state, std::slice::from_ref(&review)).await?;
+        Ok(Some(review_json(&review, &names)))
+    })
+    .await?;
+    Ok(json_answer(&headers, reader.0.is_none(), &review))
+}
+
+/// The authors' display names, read at answer time so a renamed author shows the new name on
+/// every review at once.
+async fn display_names(
+    state: &QueryState,
+    reviews: &[Document],
+) -> mongodb::error::Result<HashMap<String, String>> {
+    let mut ids: Vec<&str> = reviews
+        .iter()
+        .filter_map(|r| r.get_str("author_id").ok())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let users: Vec<Document> = state
+        .db
+        .collection::<Document>(read_model::USERS)
+        .find(doc! { "_id": { "$in": ids } })
+        .projection(doc! { "display_name": 1 })
+        .await?
+        .try_collect()
+        .await?;
+    Ok(users
+        .into_iter()
+        .filter_map(|u| {
+            Some((
+                u.get_str("_id").ok()?.to_owned(),
+                u.get_str("display_name").ok()?.to_owned(),
+            ))
+        })
+        .collect())
+}
+
+fn review_json(review: &Document, names: &HashMap<String, String>) -> Value {
+    let text = |field: &str| review.get_str(field).unwrap_or_default();
+    let author = text("author_id");
+    let images: Vec<Value> = review
+        .get_array("images")
+        .map(|list| {
+            list.iter()
+                .filter_map(Bson::as_document)
+                .map(|image| {
+                    let id = image.get_str("image_id").unwrap_or_default();
+                    json!({
+                        "image_id": id,
+                        "url": format!("/api/v1/images/{id}"),
+                        "content_type": image.get_str("content_type").unwrap_or_default(),
+                        "bytes": count(image, "bytes"),
+                        "width": count(image, "width"),
+                        "height": count(image, "height"),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "id": text("_id"),
+        "product_sku": text("product_sku"),
+        "author": { "id": author, "display_name": names.get(author) },
+        "title": text("title"),
+        "body": text("body"),
+        "rating": count(review, "rating"),
+        "region": text("region"),
+        "images": images,
+        "version": count(review, "version"),
+        "created_at": rfc3339(review, "created_at"),
+        "updated_at": rfc3339(review, "updated_at"),
+    })
+}
+
+/// The image's bytes: content-addressed, so they never change under one id.
+async fn image(
+    State(state): State<QueryState>,
+    headers: HeaderMap,
+    Path(image_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = Uuid::parse_str(&image_id)
+        .map_err(|_| ApiError::NotFound("image"))?
+        .to_string();
+    let meta = state
+        .breaker
+        .run(
+            state
+                .db
+                .collection::<Document>(read_model::IMAGES)
+                .find_one(doc! { "_id": &id, "removed": false }),
+        )
+        .await?
+        .ok_or(ApiError::NotFound("image"))?;
+    let sha256 = meta.get_str("sha256").unwrap_or_default();
+    let content_type = meta
+        .get_str("content_type")
+        .unwrap_or("application/octet-stream");
+    let tag = HeaderValue::from_str(&format!("\"{sha256}\""))
+        .map_err(|e| anyhow::anyhow!("a stored image has a bad key: {e}"))?;
+    let caching = [
+        (header::ETAG, tag.clone()),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=31536000, immutable"),
+        ),
+    ];
+    let revalidated = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == tag)
+        });
+    if revalidated {
+        return Ok((StatusCode::NOT_MODIFIED, caching).into_response());
+    }
+    let bytes = state.blobs.get(sha256).await?.ok_or_else(|| {
+        tracing::error!(image = %id, sha256, "an image's bytes are missing from the blob store");
+        ApiError::NotFound("image")
+    })?;
+    let content_type = HeaderValue::from_str(content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    Ok((
+        caching,
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from(bytes),
+    )
+        .into_response())
+}
