@@ -59,6 +59,13 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The services' logs, when asked for (`RUST_LOG=warn`).
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        shared::telemetry::init(&shared::telemetry::TelemetryConfig {
+            filter,
+            format: shared::telemetry::LogFormat::Pretty,
+        });
+    }
     let duration = Duration::from_secs(cli.seconds);
     let rows = match cli.scenario {
         Scenario::Store => store::run(&cli.admin_url, &cli.concurrency, duration).await?,
