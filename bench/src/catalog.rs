@@ -366,15 +366,10 @@ async fn scenarios(
     // which would slow whatever is measured next.
     let s = system.clone();
     rows.push(
-        measure(
-            "product list GET (20 newest)",
-            1,
-            duration,
-            move |_| {
-                let s = s.clone();
-                async move { s.get("/api/v1/products?limit=20", None).await }
-            },
-        )
+        measure("product list GET (20 newest)", 1, duration, move |_| {
+            let s = s.clone();
+            async move { s.get("/api/v1/products?limit=20", None).await }
+        })
         .await?,
     );
     Ok(rows)

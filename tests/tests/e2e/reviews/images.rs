@@ -15,7 +15,7 @@ const WEBP: &[u8] = include_bytes!("../../../fixtures/camera.webp");
 /// `TestEnv`'s `MAX_IMAGE_BYTES`.
 const LIMIT: usize = 200_000;
 
-async fn upload(
+pub(super) async fn upload(
     api: &Api,
     token: &Tokens,
     review: &str,

@@ -1,7 +1,6 @@
 //! Replaying the review events into fresh databases gives the same read models, byte for byte.
 
 use camreviews_tests::{Api, Tokens};
-use reqwest::multipart::{Form, Part};
 use serde_json::json;
 
 use super::{id, position, publish, publisher};
@@ -11,22 +10,8 @@ use crate::catalog::{
 };
 
 async fn attach(api: &Api, token: &Tokens, review: &str) -> i64 {
-    let part = Part::bytes(include_bytes!("../../../fixtures/camera.png").to_vec())
-        .file_name("p.png")
-        .mime_str("image/png")
-        .unwrap();
-    let reply = Api::reply(
-        api.request(
-            reqwest::Method::POST,
-            &format!("/api/v1/reviews/{review}/images"),
-        )
-        .bearer_auth(&token.access)
-        .multipart(Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
+    let png = include_bytes!("../../../fixtures/camera.png").to_vec();
+    let reply = super::images::upload(api, token, review, png, "p.png", "image/png").await;
     assert_eq!(reply.status, 201, "{:?}", reply.body);
     position(&reply)
 }
