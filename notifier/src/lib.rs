@@ -1,6 +1,9 @@
 //! notifier: consumes EVENTS and VIEWS to email admins, tally anonymous views and push live
-//! notifications. So far this process serves its health and metrics and follows session
-//! revocations; the consumers arrive with the notifier issue.
+//! notifications. So far it tallies views exactly ([`views`]), serves its health and metrics
+//! and follows session revocations; admin emails and live notifications come next.
+
+pub mod live;
+pub mod views;
 
 use std::net::SocketAddr;
 
@@ -35,12 +38,23 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     read_side: ReadSide,
+    /// Background work that stops with the service (the live feed).
+    tasks: CancellationToken,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let read_side = ReadSide::connect(&config.read_side, "notifier").await?;
-        let router = shared::http::ops_router(read_side.readiness(true))
+        let tasks = CancellationToken::new();
+        let live = live::Live::spawn(
+            read_side.nats(),
+            read_side.prefix.clone(),
+            read_side.db.clone(),
+            read_side.authenticator.clone(),
+            tasks.clone(),
+        );
+        let router = live::router(live)
+            .merge(shared::http::ops_router(read_side.readiness(true)))
             .layer(tower_http::trace::TraceLayer::new_for_http());
         let listener = TcpListener::bind(config.addr)
             .await
@@ -49,6 +63,7 @@ impl Application {
             listener,
             router,
             read_side,
+            tasks,
         })
     }
 
@@ -64,7 +79,21 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "notifier listening");
         self.read_side.follow_revocations(shutdown.clone());
+        let tally = views::Tally {
+            js: self.read_side.js.clone(),
+            prefix: self.read_side.prefix.clone(),
+            db: self.read_side.db.clone(),
+        };
+        let tally = tokio::spawn(tally.run(shutdown.clone()));
+        // SSE connections end when the live feed stops, so stop it first on shutdown.
+        let tasks = self.tasks.clone();
+        let stopping = shutdown.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            tasks.cancel();
+        });
         shared::http::serve(self.listener, self.router, shutdown).await?;
+        tally.await.context("the view tally panicked")?;
         Ok(())
     }
 }

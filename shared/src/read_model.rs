@@ -9,6 +9,8 @@ pub const PRODUCTS: &str = "products";
 pub const PRODUCT_HISTORY: &str = "product_history";
 /// View tallies, kept apart from `products` so rebuilding the catalog does not lose them.
 pub const PRODUCT_VIEWS: &str = "product_views";
+/// View tallies per product and hour (`bucket_start`), for the views report.
+pub const PRODUCT_VIEWS_HOURLY: &str = "product_views_hourly";
 pub const USERS: &str = "users";
 pub const REVIEWS: &str = "reviews";
 /// Image metadata by image id (the bytes are in the blob store).

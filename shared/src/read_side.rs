@@ -94,6 +94,11 @@ impl ReadSide {
         }
     }
 
+    /// The NATS connection (for plain subscriptions).
+    pub fn nats(&self) -> async_nats::Client {
+        self.nats.clone()
+    }
+
     /// Starts following `SessionRevoked` events until `shutdown`.
     pub fn follow_revocations(&self, shutdown: CancellationToken) {
         self.authenticator.revocations().spawn_follower(

@@ -5,6 +5,7 @@ mod caching;
 mod keyset;
 mod products;
 mod reader;
+mod reports;
 mod reviews;
 mod users;
 
@@ -43,6 +44,7 @@ pub struct QueryState {
 pub fn router(state: QueryState, readiness: Readiness) -> Router {
     Router::new()
         .merge(products::router())
+        .merge(reports::router())
         .merge(reviews::router())
         .merge(users::router())
         .layer(middleware::from_fn_with_state(

@@ -7,12 +7,14 @@ pub mod catalog;
 mod ctl;
 mod directory;
 mod identity;
+mod live;
 mod products;
 mod relay_resilience;
 mod relay_torture;
 mod reviews;
 mod services;
 mod store;
+mod views;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,264 @@
+//! The view tally: counts anonymous product views from `VIEWS`, per product
+//! (`product_views`) and per hour (`product_views_hourly`), exactly.
+//!
+//! Exactness without transactions: the stream is read in order from a checkpoint (an ordered
+//! consumer starting after the stream sequence recorded in `notifier_checkpoints`). Every
+//! tally document remembers the stream sequence it has counted up to (`last_seq`); a batch
+//! adds to a document only the views after that, with an update guarded by the `last_seq` it
+//! read. So a batch retried after a crash (before or after some of its writes, with other
+//! boundaries) counts each view once, and a second instance doing the same work changes
+//! nothing. The checkpoint only says where to resume.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer};
+use chrono::{DateTime, Timelike, Utc};
+use futures::{FutureExt as _, StreamExt, TryStreamExt};
+use mongodb::{
+    Database, IndexModel,
+    bson::{self, Document, doc},
+};
+use shared::{
+    nats::Prefix,
+    read_model::{PRODUCT_VIEWS, PRODUCT_VIEWS_HOURLY},
+    views::ProductViewed,
+};
+use tokio_util::sync::CancellationToken;
+
+const CHECKPOINTS: &str = "notifier_checkpoints";
+const CHECKPOINT_ID: &str = "views";
+/// Views counted together, at most.
+const MAX_BATCH: usize = 2000;
+
+pub struct Tally {
+    pub js: jetstream::Context,
+    pub prefix: Prefix,
+    pub db: Database,
+}
+
+/// One view as read from the stream.
+struct View {
+    seq: u64,
+    sku: String,
+    hour: DateTime<Utc>,
+}
+
+impl Tally {
+    /// Counts until `shutdown`, resuming from the checkpoint after any failure.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            match self.consume(&shutdown).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "view tally failed; resuming"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        shared::nats::ensure_streams(&self.js, &self.prefix).await?;
+        ensure_indexes(&self.db).await?;
+        let after = self.checkpoint().await?;
+        let stream = self.js.get_stream(self.prefix.views_stream()).await?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .context("reading VIEWS")?;
+        let mut messages = consumer.messages().await?;
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                next = messages.next() => match next {
+                    Some(message) => message?,
+                    None => anyhow::bail!("the VIEWS reader ended"),
+                },
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match messages.next().now_or_never() {
+                    Some(Some(message)) => batch.push(message?),
+                    Some(None) => anyhow::bail!("the VIEWS reader ended"),
+                    None => break,
+                }
+            }
+            let mut views = Vec::with_capacity(batch.len());
+            let mut last = 0;
+            for message in &batch {
+                let seq = message
+                    .info()
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                    .stream_sequence;
+                last = seq;
+                match serde_json::from_slice::<ProductViewed>(&message.payload) {
+                    Ok(view) => views.push(View {
+                        seq,
+                        sku: view.sku.to_string(),
+                        hour: hour_of(view.viewed_at),
+                    }),
+                    Err(e) => tracing::warn!(seq, error = %e, "not a view; skipped"),
+                }
+            }
+            self.count(&views).await?;
+            self.db
+                .collection::<Document>(CHECKPOINTS)
+                .update_one(
+                    doc! { "_id": CHECKPOINT_ID },
+                    doc! { "$max": { "seq": last as i64 } },
+                )
+                .upsert(true)
+                .await?;
+            metrics::counter!("notifier_views_tallied_total").increment(views.len() as u64);
+            metrics::gauge!("notifier_views_position").set(last as f64);
+        }
+    }
+
+    async fn checkpoint(&self) -> anyhow::Result<u64> {
+        let checkpoint = self
+            .db
+            .collection::<Document>(CHECKPOINTS)
+            .find_one(doc! { "_id": CHECKPOINT_ID })
+            .await?;
+        Ok(checkpoint
+            .and_then(|c| c.get_i64("seq").ok())
+            .map_or(0, |s| s.unsigned_abs()))
+    }
+
+    /// Adds the batch's views to the per-product and per-hour tallies, each view once.
+    async fn count(&self, views: &[View]) -> anyhow::Result<()> {
+        let per_product = group(views, |v| v.sku.clone());
+        add(
+            &self.db,
+            PRODUCT_VIEWS,
+            &per_product,
+            |key| doc! { "_id": key },
+        )
+        .await?;
+        let per_hour = group(views, |v| format!("{}|{}", v.sku, v.hour.to_rfc3339()));
+        add(&self.db, PRODUCT_VIEWS_HOURLY, &per_hour, |key| {
+            let (sku, hour) = key.split_once('|').unwrap_or((key, ""));
+            let start = DateTime::parse_from_rfc3339(hour)
+                .map(|h| bson::DateTime::from_millis(h.timestamp_millis()))
+                .unwrap_or_else(|_| bson::DateTime::from_millis(0));
+            doc! { "_id": key, "sku": sku, "bucket_start": start }
+        })
+        .await
+    }
+}
+
+fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_minute(0)
+        .and_then(|t| t.with_second(0))
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(at)
+}
+
+/// Stream sequences of the views, by tally document key.
+fn group(views: &[View], key: impl Fn(&View) -> String) -> BTreeMap<String, Vec<u64>> {
+    let mut groups: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for view in views {
+        groups.entry(key(view)).or_default().push(view.seq);
+    }
+    groups
+}
+
+/// For each document, adds the views after its `last_seq`, guarded by the `last_seq` read.
+/// Retries the documents another writer changed in between.
+async fn add(
+    db: &Database,
+    collection: &str,
+    groups: &BTreeMap<String, Vec<u64>>,
+    identity: impl Fn(&str) -> Document,
+) -> anyhow::Result<()> {
+    let tallies = db.collection::<Document>(collection);
+    let mut pending: Vec<&String> = groups.keys().collect();
+    for _ in 0..5 {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let seen: BTreeMap<String, i64> = tallies
+            .find(doc! { "_id": { "$in": &pending } })
+            .projection(doc! { "last_seq": 1 })
+            .await?
+            .try_collect::<Vec<_>>()
+            .await?
+            .into_iter()
+            .filter_map(|d| {
+                Some((
+                    d.get_str("_id").ok()?.to_owned(),
+                    d.get_i64("last_seq").ok()?,
+                ))
+            })
+            .collect();
+        let mut statements = Vec::new();
+        let mut sent = Vec::new();
+        for key in &pending {
+            let after = seen.get(*key).copied();
+            let seqs = &groups[*key];
+            let fresh = seqs
+                .iter()
+                .filter(|&&s| after.is_none_or(|a| s as i64 > a))
+                .count() as i64;
+            let last = seqs.iter().copied().max().unwrap_or(0) as i64;
+            if fresh == 0 {
+                continue;
+            }
+            let statement = match after {
+                Some(after) => doc! {
+                    "q": { "_id": key.as_str(), "last_seq": after },
+                    "u": { "$inc": { "views": fresh }, "$set": { "last_seq": last } },
+                },
+                None => {
+                    let mut insert = identity(key);
+                    insert.remove("_id");
+                    insert.insert("views", fresh);
+                    insert.insert("last_seq", last);
+                    doc! { "q": { "_id": key.as_str() }, "u": { "$setOnInsert": insert }, "upsert": true }
+                }
+            };
+            statements.push(statement);
+            sent.push(*key);
+        }
+        if statements.is_empty() {
+            return Ok(());
+        }
+        let expected = statements.len() as i64;
+        let reply = db
+            .run_command(doc! { "update": collection, "updates": statements, "ordered": false })
+            .await?;
+        let modified = reply
+            .get_i64("nModified")
+            .unwrap_or_else(|_| i64::from(reply.get_i32("nModified").unwrap_or(0)));
+        let upserted = reply.get_array("upserted").map_or(0, Vec::len) as i64;
+        if modified + upserted == expected {
+            return Ok(());
+        }
+        // Someone else counted some of these meanwhile: look again.
+        pending = sent;
+    }
+    anyhow::bail!("the {collection} tallies kept changing under the counter")
+}
+
+pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
+    db.collection::<Document>(PRODUCT_VIEWS_HOURLY)
+        .create_indexes([
+            IndexModel::builder()
+                .keys(doc! { "bucket_start": 1, "sku": 1 })
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "sku": 1, "bucket_start": 1 })
+                .build(),
+        ])
+        .await?;
+    Ok(())
+}
