@@ -2,7 +2,9 @@
 //! notifications. So far it tallies views exactly ([`views`]), serves its health and metrics
 //! and follows session revocations; admin emails and live notifications come next.
 
+pub mod emails;
 pub mod live;
+pub mod mail;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -21,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Config {
     pub addr: SocketAddr,
     pub read_side: ReadSideConfig,
+    pub mail: mail::MailConfig,
+    /// `NOTIFIER_ACK_DELAY_MS`: a testing aid (see `emails::Emails::ack_delay`); 0 normally.
+    pub ack_delay_ms: u64,
     pub telemetry: TelemetryConfig,
 }
 
@@ -29,6 +34,8 @@ impl Config {
         Ok(Self {
             addr: config::socket_addr(src, "NOTIFIER_ADDR", "127.0.0.1:8084")?,
             read_side: ReadSideConfig::from_env(src)?,
+            mail: mail::MailConfig::from_env(src)?,
+            ack_delay_ms: config::parsed(src, "NOTIFIER_ACK_DELAY_MS", 0)?,
             telemetry: TelemetryConfig::from_env(src)?,
         })
     }
@@ -40,6 +47,7 @@ pub struct Application {
     read_side: ReadSide,
     /// Background work that stops with the service (the live feed).
     tasks: CancellationToken,
+    emails: emails::Emails,
 }
 
 impl Application {
@@ -62,6 +70,13 @@ impl Application {
         Ok(Self {
             listener,
             router,
+            emails: emails::Emails {
+                js: read_side.js.clone(),
+                prefix: read_side.prefix.clone(),
+                db: read_side.db.clone(),
+                mailer: mail::Mailer::new(&config.mail)?,
+                ack_delay: std::time::Duration::from_millis(config.ack_delay_ms),
+            },
             read_side,
             tasks,
         })
@@ -85,6 +100,7 @@ impl Application {
             db: self.read_side.db.clone(),
         };
         let tally = tokio::spawn(tally.run(shutdown.clone()));
+        let emails = tokio::spawn(self.emails.run(shutdown.clone()));
         // SSE connections end when the live feed stops, so stop it first on shutdown.
         let tasks = self.tasks.clone();
         let stopping = shutdown.clone();
@@ -94,6 +110,7 @@ impl Application {
         });
         shared::http::serve(self.listener, self.router, shutdown).await?;
         tally.await.context("the view tally panicked")?;
+        emails.await.context("the admin emails panicked")?;
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ mod mongo_server;
 mod nats_server;
 mod process;
 mod running;
+pub mod smtp;
 pub mod stream;
 
 use std::sync::Once;
@@ -23,6 +24,7 @@ pub use mongo_server::MongoServer;
 pub use nats_server::NatsServer;
 pub use process::Process;
 pub use running::Running;
+pub use smtp::SmtpSink;
 
 use shared::{
     config::{MongoConfig, NatsConfig},
@@ -210,10 +212,31 @@ impl TestEnv {
         Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
     }
 
+    /// A notifier mailing through the SMTP server at `smtp_url`.
+    pub async fn spawn_notifier_mailing(&self, smtp_url: &str) -> Running {
+        let src: std::collections::HashMap<String, String> =
+            [("SMTP_URL".to_owned(), smtp_url.to_owned())].into();
+        let config = notifier::Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            read_side: self.read_side_config(),
+            mail: notifier::mail::MailConfig::from_env(&src).unwrap(),
+            ack_delay_ms: 0,
+            telemetry: Self::telemetry(),
+        };
+        let app = notifier::Application::build(config).await.unwrap();
+        let port = app.port();
+        Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
+    }
+
     pub async fn spawn_notifier(&self) -> Running {
         let config = notifier::Config {
             addr: "127.0.0.1:0".parse().unwrap(),
             read_side: self.read_side_config(),
+            mail: notifier::mail::MailConfig {
+                target: notifier::mail::MailTarget::Files(self.data_dir().join("mail")),
+                from: "CamReviews <noreply@camreviews.local>".parse().unwrap(),
+            },
+            ack_delay_ms: 0,
             telemetry: Self::telemetry(),
         };
         let app = notifier::Application::build(config).await.unwrap();

@@ -8,6 +8,7 @@ mod ctl;
 mod directory;
 mod identity;
 mod live;
+mod mail;
 mod products;
 mod relay_resilience;
 mod relay_torture;

@@ -1,0 +1,185 @@
+//! Sending mail: SMTP (`smtp://[user:pass@]host:port[?tls=required]`) or `.eml` files
+//! (`file:///dir`, for local use), from `MAIL_FROM`.
+
+use std::path::PathBuf;
+
+use lettre::{
+    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{Mailbox, MultiPart},
+    transport::smtp::authentication::Credentials,
+};
+use shared::config::{self, ConfigError, Source};
+
+/// Where mail goes, parsed from `SMTP_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailTarget {
+    Smtp {
+        host: String,
+        port: u16,
+        credentials: Option<(String, String)>,
+        tls: bool,
+    },
+    Files(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub target: MailTarget,
+    pub from: Mailbox,
+}
+
+impl MailConfig {
+    pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
+        let default_dir = config::data_dir(src).join("mail");
+        let raw = config::string(src, "SMTP_URL", "file://");
+        let target = parse_target(&raw, default_dir)
+            .map_err(|why| ConfigError::new("SMTP_URL", format!("{raw:?}: {why}")))?;
+        let from_raw = config::string(src, "MAIL_FROM", "CamReviews <noreply@camreviews.local>");
+        let from = from_raw
+            .parse()
+            .map_err(|e| ConfigError::new("MAIL_FROM", format!("{from_raw:?}: {e}")))?;
+        Ok(Self { target, from })
+    }
+}
+
+fn parse_target(raw: &str, default_dir: PathBuf) -> Result<MailTarget, String> {
+    if raw == "file://" {
+        return Ok(MailTarget::Files(default_dir));
+    }
+    let url = url::Url::parse(raw).map_err(|e| e.to_string())?;
+    match url.scheme() {
+        "file" => Ok(MailTarget::Files(PathBuf::from(url.path()))),
+        "smtp" => {
+            let host = url.host_str().ok_or("no host")?.to_owned();
+            let port = url.port().unwrap_or(25);
+            let credentials = (!url.username().is_empty()).then(|| {
+                (
+                    url.username().to_owned(),
+                    url.password().unwrap_or_default().to_owned(),
+                )
+            });
+            let tls = match url.query_pairs().find(|(k, _)| k == "tls") {
+                None => false,
+                Some((_, v)) if v == "required" => true,
+                Some((_, v)) => return Err(format!("tls={v} (only tls=required)")),
+            };
+            Ok(MailTarget::Smtp {
+                host,
+                port,
+                credentials,
+                tls,
+            })
+        }
+        other => Err(format!("scheme {other} (smtp or file)")),
+    }
+}
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(AsyncFileTransport<Tokio1Executor>),
+}
+
+pub struct Mailer {
+    transport: Transport,
+    pub from: Mailbox,
+}
+
+/// One mail: plain text and HTML of the same content.
+pub struct Mail {
+    pub to: Mailbox,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// Stable for a given (event, recipient), so a receiving system can spot a repeat.
+    pub message_id: String,
+}
+
+impl Mailer {
+    pub fn new(config: &MailConfig) -> anyhow::Result<Self> {
+        let transport = match &config.target {
+            MailTarget::Files(dir) => {
+                std::fs::create_dir_all(dir)?;
+                Transport::Files(AsyncFileTransport::new(dir))
+            }
+            MailTarget::Smtp {
+                host,
+                port,
+                credentials,
+                tls,
+            } => {
+                let mut builder = if *tls {
+                    AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?
+                } else {
+                    AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                };
+                builder = builder
+                    .port(*port)
+                    .timeout(Some(std::time::Duration::from_secs(10)));
+                if let Some((user, password)) = credentials {
+                    builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+                }
+                Transport::Smtp(builder.build())
+            }
+        };
+        Ok(Self {
+            transport,
+            from: config.from.clone(),
+        })
+    }
+
+    pub async fn send(&self, mail: Mail) -> anyhow::Result<()> {
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(mail.to)
+            .subject(mail.subject)
+            .message_id(Some(mail.message_id))
+            .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))?;
+        match &self.transport {
+            Transport::Smtp(smtp) => {
+                smtp.send(message).await?;
+            }
+            Transport::Files(files) => {
+                files.send(message).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_urls_and_file_urls_parse() {
+        let dir = PathBuf::from("/d");
+        assert_eq!(
+            parse_target("smtp://u:p@mail.example.com:587?tls=required", dir.clone()).unwrap(),
+            MailTarget::Smtp {
+                host: "mail.example.com".into(),
+                port: 587,
+                credentials: Some(("u".into(), "p".into())),
+                tls: true
+            }
+        );
+        assert_eq!(
+            parse_target("smtp://127.0.0.1:2525", dir.clone()).unwrap(),
+            MailTarget::Smtp {
+                host: "127.0.0.1".into(),
+                port: 2525,
+                credentials: None,
+                tls: false
+            }
+        );
+        assert_eq!(
+            parse_target("file://", dir.clone()).unwrap(),
+            MailTarget::Files(dir.clone())
+        );
+        assert_eq!(
+            parse_target("file:///var/mail/out", dir.clone()).unwrap(),
+            MailTarget::Files("/var/mail/out".into())
+        );
+        assert!(parse_target("http://x", dir.clone()).is_err());
+        assert!(parse_target("smtp://x:25?tls=maybe", dir).is_err());
+    }
+}
