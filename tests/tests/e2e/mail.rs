@@ -170,3 +170,30 @@ async fn a_mailbox_that_refuses_for_good_is_parked_and_blocks_nobody() {
         "one parked mail per event for the refused mailbox"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_file_url_mails_are_written_as_eml_files() {
+    let catalog = Catalog::start().await;
+    // `spawn_notifier` mails to files under the test's data directory (`file://`).
+    let _notifier = catalog.env.spawn_notifier().await;
+    admins(&catalog, &["bea"]).await;
+    catalog.create(camera(3)).await;
+    let dir = catalog.env.data_dir().join("mail");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let written = loop {
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if !files.is_empty() || tokio::time::Instant::now() > deadline {
+            break files;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(written[0].extension().and_then(|e| e.to_str()), Some("eml"));
+    let mail = std::fs::read_to_string(&written[0]).unwrap();
+    assert!(
+        mail.contains("To: \"Admin bea\" <bea@example.com>") || mail.contains("bea@example.com")
+    );
+    assert!(mail.contains("Camera 0003"));
+}
