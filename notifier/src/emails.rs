@@ -104,7 +104,7 @@ impl Emails {
     async fn handle(&self, message: &jetstream::Message) -> AckKind {
         let attempts = message.info().map(|i| i.delivered).unwrap_or(1);
         let outcome = match serde_json::from_slice::<EventEnvelope>(&message.payload) {
-            Ok(envelope) => self.apply(&envelope).await,
+            Ok(envelope) => self.apply(&envelope, message).await,
             Err(e) => Err(anyhow::anyhow!("not an event envelope: {e}")),
         };
         match outcome {
@@ -129,10 +129,14 @@ impl Emails {
         }
     }
 
-    async fn apply(&self, envelope: &EventEnvelope) -> anyhow::Result<()> {
+    async fn apply(
+        &self,
+        envelope: &EventEnvelope,
+        message: &jetstream::Message,
+    ) -> anyhow::Result<()> {
         match envelope.aggregate_type.as_str() {
             "user" => self.follow_user(envelope).await,
-            "product" => self.mail_product_change(envelope).await,
+            "product" => self.mail_product_change(envelope, message).await,
             _ => Ok(()),
         }
     }
@@ -197,7 +201,11 @@ impl Emails {
         Ok(())
     }
 
-    async fn mail_product_change(&self, envelope: &EventEnvelope) -> anyhow::Result<()> {
+    async fn mail_product_change(
+        &self,
+        envelope: &EventEnvelope,
+        message: &jetstream::Message,
+    ) -> anyhow::Result<()> {
         let sku = envelope.aggregate_id.to_string();
         let event = envelope.decode::<ProductEvent>()?;
         let products = self.collection(PRODUCTS);
@@ -246,6 +254,11 @@ impl Emails {
             if sends.find_one(doc! { "_id": &record_id }).await?.is_some() {
                 continue; // sent before this redelivery
             }
+            // Still working on it: no redelivery while this recipient's mail goes out.
+            message
+                .ack_with(AckKind::Progress)
+                .await
+                .map_err(|e| anyhow::anyhow!("extending the ack wait: {e}"))?;
             let address = admin.get_str("email").unwrap_or_default();
             let to = format!(
                 "{} <{address}>",

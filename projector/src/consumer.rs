@@ -6,8 +6,9 @@
 //! instances share the consumer) is answered "not yet" and redelivered shortly, so each
 //! aggregate's events apply in version order.
 //!
-//! Failures are told apart. MongoDB being away is not the event's fault: it is retried every
-//! second for as long as it takes and never dead-lettered. An event that fails for its own
+//! Failures are told apart. MongoDB being away is not the event's fault: the batch is retried
+//! in place (backing off to 5 s, the messages kept with progress acknowledgements so their
+//! delivery count does not grow) for as long as it takes, never dead-lettered. An event that fails for its own
 //! sake (it does not decode, a projection rejects it) goes to `DLQ` after [`MAX_ATTEMPTS`]; an
 //! event whose predecessor has not arrived waits up to [`MAX_WAITS`] redeliveries (minutes)
 //! before it is parked, so a short outage never starts a cascade of dead letters.
@@ -42,6 +43,8 @@ pub struct Projector {
     pub consumer: String,
     /// Told after each acknowledgement, so the checkpoint follows at once.
     pub acked: Arc<Notify>,
+    /// Cancelled when the service stops (a batch retrying through a store outage gives up).
+    pub stopping: CancellationToken,
 }
 
 impl Projector {
@@ -123,19 +126,33 @@ impl Projector {
             }
         }
         metrics::histogram!("projector_batch_size").record(envelopes.len() as f64);
-        let outcomes = match projections::apply_batch(&self.db, &envelopes).await {
-            Ok(outcomes) => outcomes,
-            Err(e) => {
-                // The read store is away: not the events' fault. Retried every second for as
-                // long as it takes, never parked.
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "the read store failed; retrying the batch"
-                );
-                for message in &readable {
-                    acknowledge(message, AckKind::Nak(Some(Duration::from_secs(1)))).await?;
+        // The read store being away is not the events' fault: retry the batch in place for as
+        // long as it takes, keeping the messages ours (a redelivery would count against their
+        // retry budget), never parking them.
+        let mut wait = Duration::from_millis(500);
+        let outcomes = loop {
+            match projections::apply_batch(&self.db, &envelopes).await {
+                Ok(outcomes) => break outcomes,
+                Err(e) => {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "the read store failed; retrying the batch"
+                    );
+                    for message in &readable {
+                        acknowledge(message, AckKind::Progress).await?;
+                    }
+                    if self.stopping.is_cancelled() {
+                        for message in &readable {
+                            acknowledge(message, AckKind::Nak(None)).await?;
+                        }
+                        return Ok(());
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stopping.cancelled() => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(5));
                 }
-                return Ok(());
             }
         };
         let mut applied = 0;

@@ -78,6 +78,7 @@ impl Application {
             db: db.clone(),
             consumer: config.consumer.clone(),
             acked: acked.clone(),
+            stopping: CancellationToken::new(),
         };
         let checkpointer = Checkpointer {
             js,
@@ -116,6 +117,12 @@ impl Application {
     /// finished and acknowledged first.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "projector listening");
+        let stopping = self.projector.stopping.clone();
+        let stop_signal = shutdown.clone();
+        tokio::spawn(async move {
+            stop_signal.cancelled().await;
+            stopping.cancel();
+        });
         let consumer = tokio::spawn(self.projector.run(shutdown.clone()));
         let checkpointer = tokio::spawn(self.checkpointer.run(shutdown.clone()));
         shared::http::serve(self.listener, self.router, shutdown).await?;

@@ -20,6 +20,8 @@ const QUEUE: usize = 100_000;
 const BATCH: usize = 500;
 /// How long shutdown waits for the queue to drain.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long one publishing round may take.
+const ROUND: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct ViewRecorder {
@@ -106,32 +108,51 @@ impl Publisher {
         self.drain(queue).await;
     }
 
-    /// Publishes the pending views; true when every one was acknowledged.
+    /// Publishes the pending views; true when every one was acknowledged. Bounded in time:
+    /// what is not acknowledged by then stays pending and goes again under the same id.
     async fn publish(&mut self) -> bool {
+        match tokio::time::timeout(ROUND, self.publish_round()).await {
+            Ok(ok) => ok,
+            Err(_) => {
+                tracing::warn!(
+                    views = self.pending.len(),
+                    "publishing views timed out; retrying"
+                );
+                false
+            }
+        }
+    }
+
+    async fn publish_round(&mut self) -> bool {
         let mut acks = Vec::with_capacity(self.pending.len());
         for view in &self.pending {
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", view.view_id.to_string().as_str());
             let payload = serde_json::to_vec(view).unwrap_or_default();
             let subject = self.prefix.view_subject(&view.sku.to_string());
-            acks.push(
-                self.js
-                    .publish_with_headers(subject, headers, payload.into())
-                    .await,
-            );
+            match self
+                .js
+                .publish_with_headers(subject, headers, payload.into())
+                .await
+            {
+                Ok(ack) => acks.push(ack),
+                Err(_) => break, // NATS is away: the rest wait for the next round
+            }
         }
-        let acks_len = acks.len();
+        // The acknowledgements, awaited together.
+        let acked: Vec<bool> =
+            futures::future::join_all(acks.into_iter().map(std::future::IntoFuture::into_future))
+                .await
+                .into_iter()
+                .map(|ack| ack.is_ok())
+                .collect();
         let mut failed = Vec::new();
-        for (view, ack) in self.pending.drain(..).zip(acks) {
-            let acked = match ack {
-                Ok(future) => future.await.is_ok(),
-                Err(_) => false,
-            };
-            if !acked {
+        for (index, view) in self.pending.drain(..).enumerate() {
+            if !acked.get(index).copied().unwrap_or(false) {
                 failed.push(view);
             }
         }
-        let published = acks_len - failed.len();
+        let published = acked.iter().filter(|a| **a).count();
         metrics::counter!("query_views_published_total").increment(published as u64);
         let ok = failed.is_empty();
         if !ok {
@@ -153,12 +174,15 @@ impl Publisher {
             });
         }
         let deadline = tokio::time::Instant::now() + DRAIN;
-        while !self.pending.is_empty() && tokio::time::Instant::now() < deadline {
-            let _ = shared::nats::ensure_streams(&self.js, &self.prefix).await;
-            if !self.publish().await {
-                tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = tokio::time::timeout_at(deadline, async {
+            while !self.pending.is_empty() {
+                let _ = shared::nats::ensure_streams(&self.js, &self.prefix).await;
+                if !self.publish_round().await {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
-        }
+        })
+        .await;
         if !self.pending.is_empty() {
             tracing::error!(
                 views = self.pending.len(),

@@ -2,9 +2,10 @@
 //! serving the bytes) and the per-product review statistics on `products`.
 //!
 //! The statistics are recomputed from the product's reviews after each review event rather
-//! than incremented, so they are exact whatever is redelivered or replayed; `stats_position`
-//! (the newest review event they include) keeps a slower instance from overwriting a newer
-//! result.
+//! than incremented, so they are exact whatever is redelivered or replayed. `stats_version`,
+//! the sum of the versions of the product's reviews, counts the review events a result
+//! includes (each event raises it by one): it keeps a slower instance from overwriting a newer
+//! result, whatever order different reviews' events were applied in.
 
 use std::collections::BTreeMap;
 
@@ -218,18 +219,18 @@ pub async fn recompute_stats(db: &Database, skus: &[String]) -> anyhow::Result<(
     }
     let all: Vec<Document> = reviews(db)
         .find(doc! { "product_sku": { "$in": skus } })
-        .projection(doc! { "product_sku": 1, "rating": 1, "deleted": 1, "position": 1 })
+        .projection(doc! { "product_sku": 1, "rating": 1, "deleted": 1, "version": 1 })
         .await?
         .try_collect()
         .await?;
-    // sku → (newest position, count, sum)
+    // sku → (review events included, count, sum)
     let mut stats: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
     for review in &all {
         let Ok(sku) = review.get_str("product_sku") else {
             continue;
         };
         let entry = stats.entry(sku).or_default();
-        entry.0 = entry.0.max(review.get_i64("position").unwrap_or(0));
+        entry.0 += review.get_i64("version").unwrap_or(0);
         if !review.get_bool("deleted").unwrap_or(false) {
             entry.1 += 1;
             entry.2 += review.get_i64("rating").unwrap_or(0);
@@ -237,19 +238,19 @@ pub async fn recompute_stats(db: &Database, skus: &[String]) -> anyhow::Result<(
     }
     let statements = stats
         .into_iter()
-        .map(|(sku, (newest, count, sum))| {
+        .map(|(sku, (included, count, sum))| {
             let average = (count > 0).then(|| sum as f64 / count as f64);
             doc! {
                 "q": { "_id": sku, "$or": [
-                    { "stats_position": { "$exists": false } },
-                    { "stats_position": { "$lt": newest } },
+                    { "stats_version": { "$exists": false } },
+                    { "stats_version": { "$lt": included } },
                 ] },
                 "u": { "$set": {
                     "review_count": count,
                     "rating_sum": sum,
                     "rating_avg": average.map_or(Bson::Null, Bson::Double),
                     "rating_sort": average.unwrap_or(-1.0),
-                    "stats_position": newest,
+                    "stats_version": included,
                 } },
             }
         })

@@ -285,6 +285,24 @@ async fn image(
         )
         .await?
         .ok_or(ApiError::NotFound("image"))?;
+    // The review is the authority: an image is served while a review that is not deleted
+    // lists it (the `removed` flag can lag behind when projector instances race).
+    let listed = state
+        .breaker
+        .run(
+            state
+                .db
+                .collection::<Document>(read_model::REVIEWS)
+                .find_one(doc! {
+                    "_id": meta.get_str("review_id").unwrap_or_default(),
+                    "deleted": false,
+                    "images.image_id": &id,
+                }),
+        )
+        .await?;
+    if listed.is_none() {
+        return Err(ApiError::NotFound("image"));
+    }
     let sha256 = meta.get_str("sha256").unwrap_or_default();
     let content_type = meta
         .get_str("content_type")
