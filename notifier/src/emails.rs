@@ -13,10 +13,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::{
-    HeaderMap,
-    jetstream::{self, AckKind, consumer::pull},
-};
+use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::{StreamExt, TryStreamExt};
 use mongodb::{
     Collection, Database,
@@ -50,18 +47,7 @@ pub struct Emails {
 
 impl Emails {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
-        while !shutdown.is_cancelled() {
-            match self.consume(&shutdown).await {
-                Ok(()) => return,
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "admin emails failed; retrying"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        shared::service::keep_running("admin emails", &shutdown, || self.consume(&shutdown)).await;
     }
 
     async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
@@ -322,43 +308,40 @@ impl Emails {
         recipient: &str,
         error: &str,
     ) -> anyhow::Result<()> {
-        tracing::error!(
-            recipient,
-            error,
-            "a mail cannot be delivered; parked in DLQ"
-        );
         let original = self.prefix.event_subject(
             &envelope.aggregate_type,
             &envelope.aggregate_id.to_string(),
             &envelope.event_type,
         );
-        let mut headers = HeaderMap::new();
-        headers.insert("Dlq-Error", error.replace(['\r', '\n'], " ").as_str());
-        headers.insert("Dlq-Consumer", CONSUMER);
-        headers.insert("Dlq-Original-Subject", original.as_str());
-        headers.insert("Dlq-Recipient", recipient);
-        let subject = self.prefix.dlq_subject(CONSUMER, &original);
-        self.js
-            .publish_with_headers(subject, headers, serde_json::to_vec(envelope)?.into())
-            .await?
-            .await
-            .context("publishing to DLQ")?;
-        Ok(())
+        shared::nats::dead_letter(
+            &self.js,
+            &self.prefix,
+            shared::nats::DeadLetter {
+                consumer: CONSUMER,
+                original_subject: &original,
+                original: None,
+                payload: serde_json::to_vec(envelope)?.into(),
+                error,
+                extra: &[("Dlq-Recipient", recipient)],
+            },
+        )
+        .await
     }
 
     async fn dead_letter(&self, message: &jetstream::Message, error: &str) -> anyhow::Result<()> {
-        tracing::error!(subject = %message.subject, error, "giving up on an admin email; parked in DLQ");
-        let mut headers = HeaderMap::new();
-        headers.insert("Dlq-Error", error.replace(['\r', '\n'], " ").as_str());
-        headers.insert("Dlq-Consumer", CONSUMER);
-        headers.insert("Dlq-Original-Subject", message.subject.as_str());
-        let subject = self.prefix.dlq_subject(CONSUMER, &message.subject);
-        self.js
-            .publish_with_headers(subject, headers, message.payload.clone())
-            .await?
-            .await
-            .context("publishing to DLQ")?;
-        Ok(())
+        shared::nats::dead_letter(
+            &self.js,
+            &self.prefix,
+            shared::nats::DeadLetter {
+                consumer: CONSUMER,
+                original_subject: &message.subject,
+                original: message.headers.as_ref(),
+                payload: message.payload.clone(),
+                error,
+                extra: &[],
+            },
+        )
+        .await
     }
 }
 

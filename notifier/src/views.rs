@@ -9,7 +9,7 @@
 //! boundaries) counts each view once, and a second instance doing the same work changes
 //! nothing. The checkpoint only says where to resume.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
@@ -47,18 +47,7 @@ struct View {
 impl Tally {
     /// Counts until `shutdown`, resuming from the checkpoint after any failure.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
-        while !shutdown.is_cancelled() {
-            match self.consume(&shutdown).await {
-                Ok(()) => return,
-                Err(e) => tracing::warn!(error = format!("{e:#}"), "view tally failed; resuming"),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        shared::service::keep_running("view tally", &shutdown, || self.consume(&shutdown)).await;
     }
 
     async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {

@@ -16,10 +16,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use async_nats::{
-    HeaderMap,
-    jetstream::{self, AckKind, consumer::pull},
-};
+use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::{FutureExt as _, StreamExt};
 use mongodb::Database;
 use shared::{EventEnvelope, nats::Prefix};
@@ -50,21 +47,8 @@ pub struct Projector {
 impl Projector {
     /// Consumes until `shutdown`, reconnecting with backoff on failures.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
-        while !shutdown.is_cancelled() {
-            match self.consume(&shutdown).await {
-                Ok(()) => return,
-                Err(e) => tracing::warn!(
-                    error = format!("{e:#}"),
-                    "projector consumer failed; retrying"
-                ),
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        shared::service::keep_running("projector consumer", &shutdown, || self.consume(&shutdown))
+            .await;
     }
 
     async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
@@ -195,30 +179,19 @@ impl Projector {
 
     /// Parks a message in `DLQ` (awaiting the publish ack) with the error in a header.
     async fn dead_letter(&self, message: &jetstream::Message, error: &str) -> anyhow::Result<()> {
-        tracing::error!(subject = %message.subject, error, "giving up on an event; parked in DLQ");
-        let mut headers = HeaderMap::new();
-        headers.insert("Dlq-Error", error.replace(['\r', '\n'], " ").as_str());
-        headers.insert("Dlq-Consumer", self.consumer.as_str());
-        headers.insert("Dlq-Original-Subject", message.subject.as_str());
-        if let Some(original) = &message.headers {
-            for name in [
-                shared::nats::headers::EVENT_TYPE,
-                shared::nats::headers::EVENT_POSITION,
-                "Nats-Msg-Id",
-            ] {
-                if let Some(value) = original.get(name) {
-                    headers.insert(name, value.as_str());
-                }
-            }
-        }
-        let subject = self.prefix.dlq_subject(&self.consumer, &message.subject);
-        self.js
-            .publish_with_headers(subject, headers, message.payload.clone())
-            .await?
-            .await
-            .context("publishing to DLQ")?;
-        metrics::counter!("projector_dead_letters_total").increment(1);
-        Ok(())
+        shared::nats::dead_letter(
+            &self.js,
+            &self.prefix,
+            shared::nats::DeadLetter {
+                consumer: &self.consumer,
+                original_subject: &message.subject,
+                original: message.headers.as_ref(),
+                payload: message.payload.clone(),
+                error,
+                extra: &[],
+            },
+        )
+        .await
     }
 }
 

@@ -91,6 +91,67 @@ pub mod headers {
     pub const TRACEPARENT: &str = "traceparent";
 }
 
+/// A message a consumer gives up on, for [`dead_letter`].
+pub struct DeadLetter<'a> {
+    pub consumer: &'a str,
+    pub original_subject: &'a str,
+    /// The original message's headers, if any.
+    pub original: Option<&'a async_nats::HeaderMap>,
+    pub payload: bytes::Bytes,
+    pub error: &'a str,
+    /// More headers, e.g. `Dlq-Recipient`.
+    pub extra: &'a [(&'a str, &'a str)],
+}
+
+/// Parks a message in `DLQ`, as `dlq.<consumer>.<original subject>`, with the error, the
+/// consumer and the original subject in headers (plus `extra`, and the event's own
+/// `Event-Type`, `Event-Position` and `Nats-Msg-Id` when the original has them). Waits for
+/// the stream to store it.
+pub async fn dead_letter(
+    js: &jetstream::Context,
+    prefix: &Prefix,
+    letter: DeadLetter<'_>,
+) -> anyhow::Result<()> {
+    let DeadLetter {
+        consumer,
+        original_subject,
+        original,
+        payload,
+        error,
+        extra,
+    } = letter;
+    tracing::error!(
+        consumer,
+        subject = original_subject,
+        error,
+        "giving up; parked in DLQ"
+    );
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Dlq-Error", error.replace(['\r', '\n'], " ").as_str());
+    headers.insert("Dlq-Consumer", consumer);
+    headers.insert("Dlq-Original-Subject", original_subject);
+    for (name, value) in extra {
+        headers.insert(*name, *value);
+    }
+    if let Some(original) = original {
+        for name in [headers::EVENT_TYPE, headers::EVENT_POSITION, "Nats-Msg-Id"] {
+            if let Some(value) = original.get(name) {
+                headers.insert(name, value.as_str());
+            }
+        }
+    }
+    js.publish_with_headers(
+        prefix.dlq_subject(consumer, original_subject),
+        headers,
+        payload,
+    )
+    .await?
+    .await
+    .context("publishing to DLQ")?;
+    metrics::counter!("dlq_parked_total", "consumer" => consumer.to_owned()).increment(1);
+    Ok(())
+}
+
 /// Connects without blocking start-up on the server: the client keeps retrying in the
 /// background, and `/readyz` says whether it is connected.
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
@@ -145,14 +206,31 @@ pub fn stream_configs(prefix: &Prefix) -> anyhow::Result<Vec<stream::Config>> {
         .collect())
 }
 
-/// Creates each stream, or updates it to match its definition. Safe to run from every
-/// service at every start.
+/// Creates each stream that is missing, and updates one whose definition changed. Safe to run
+/// from every service at every start. A stream that matches is left alone: updating a stream
+/// is not free, and nats-server 2.9 can crash when an update races the stream's deletion.
 pub async fn ensure_streams(js: &jetstream::Context, prefix: &Prefix) -> anyhow::Result<()> {
     for config in stream_configs(prefix)? {
         let name = config.name.clone();
-        js.create_or_update_stream(config)
-            .await
-            .with_context(|| format!("creating or updating stream {name}"))?;
+        match js.get_stream(&name).await {
+            Ok(stream) => {
+                let current = &stream.cached_info().config;
+                let same = current.subjects == config.subjects
+                    && current.max_age == config.max_age
+                    && current.duplicate_window == config.duplicate_window
+                    && current.description == config.description;
+                if !same {
+                    js.update_stream(config)
+                        .await
+                        .with_context(|| format!("updating stream {name}"))?;
+                }
+            }
+            Err(_) => {
+                js.create_or_update_stream(config)
+                    .await
+                    .with_context(|| format!("creating stream {name}"))?;
+            }
+        }
     }
     Ok(())
 }

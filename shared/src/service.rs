@@ -64,3 +64,24 @@ pub fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
         }
     }
 }
+
+/// Runs `work` until it finishes cleanly or `shutdown` is cancelled, starting it again with
+/// backoff (200 ms doubling to 5 s) after each failure, which is logged as `what` failing.
+pub async fn keep_running<F, Fut>(what: &str, shutdown: &CancellationToken, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut backoff = std::time::Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        match work().await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "{what} failed; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+    }
+}
