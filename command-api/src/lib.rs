@@ -27,6 +27,8 @@ pub struct Application {
     router: axum::Router,
     relay: Relay,
     pool: PgPool,
+    /// Cancelled with the service's shutdown token: live tails and the horizon follower stop.
+    stopping: CancellationToken,
 }
 
 impl Application {
@@ -60,6 +62,7 @@ impl Application {
                 let state = shared::nats::is_connected(&nats);
                 async move { state }
             });
+        let stopping = CancellationToken::new();
         if let Some(seed) = &config.superuser {
             superuser::ensure(&pool, seed).await?;
         }
@@ -77,6 +80,8 @@ impl Application {
             publish_regions: Arc::new(config.publish_regions.clone()),
             max_image_bytes: config.max_image_bytes,
             blobs: Arc::new(shared::blobs::FsBlobStore::new(&config.blob_dir)),
+            horizon: http::events::Horizon::spawn(pool.clone(), stopping.clone()).await?,
+            shutdown: stopping.clone(),
         };
         let router = http::router(state, readiness);
         let listener = TcpListener::bind(config.addr)
@@ -87,6 +92,7 @@ impl Application {
             router,
             relay,
             pool,
+            stopping,
         })
     }
 
@@ -102,6 +108,12 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "command-api listening");
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
+        let stopping = self.stopping.clone();
+        let stop_signal = shutdown.clone();
+        tokio::spawn(async move {
+            stop_signal.cancelled().await;
+            stopping.cancel();
+        });
         shared::http::serve(self.listener, self.router, shutdown).await?;
         relay.await.context("the relay task panicked")?;
         Ok(())

@@ -160,7 +160,7 @@ impl Emails {
                 }
                 set
             }
-            UserEvent::UserRoleChanged { to, .. } => doc! { "role": to.as_str() },
+            UserEvent::UserRoleChanged { role, .. } => doc! { "role": role.as_str() },
             UserEvent::UserDeleted {} => doc! { "deleted": true },
             UserEvent::SessionRevoked { .. } => return Ok(()),
         };

@@ -53,7 +53,7 @@ impl Projector {
 
     async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         shared::nats::ensure_streams(&self.js, &self.prefix).await?;
-        projections::ensure_indexes(&self.db).await?;
+        projections::ensure_indexes(&projections::Store::live(self.db.clone())).await?;
         let stream = self.js.get_stream(self.prefix.events_stream()).await?;
         let consumer = stream
             .get_or_create_consumer(
@@ -114,8 +114,9 @@ impl Projector {
         // long as it takes, keeping the messages ours (a redelivery would count against their
         // retry budget), never parking them.
         let mut wait = Duration::from_millis(500);
+        let store = projections::Store::live(self.db.clone());
         let outcomes = loop {
-            match projections::apply_batch(&self.db, &envelopes).await {
+            match projections::apply_batch(&store, &envelopes).await {
                 Ok(outcomes) => break outcomes,
                 Err(e) => {
                     tracing::warn!(

@@ -73,4 +73,30 @@ impl EventEnvelope {
         }
         E::from_stored(&self.event_type, self.schema_version, self.data.clone())
     }
+
+    /// The envelope with an old payload rewritten to the current schema version of its type
+    /// (through the catalog's upcasters), as replays serve it. An envelope already current, or
+    /// of a type this build does not know, or that does not decode, is returned as stored.
+    pub fn upcast(mut self) -> Self {
+        fn current<E: EventCatalog>(envelope: &EventEnvelope) -> Option<(i32, serde_json::Value)> {
+            let version = E::current_version(&envelope.event_type)?;
+            if envelope.schema_version >= version {
+                return None;
+            }
+            let event: E = envelope.decode().ok()?;
+            Some((version, event.to_data().ok()?))
+        }
+        use crate::events::{ProductEvent, ReviewEvent, UserEvent};
+        let upcast = match self.aggregate_type.as_str() {
+            ProductEvent::AGGREGATE_TYPE => current::<ProductEvent>(&self),
+            ReviewEvent::AGGREGATE_TYPE => current::<ReviewEvent>(&self),
+            UserEvent::AGGREGATE_TYPE => current::<UserEvent>(&self),
+            _ => None,
+        };
+        if let Some((version, data)) = upcast {
+            self.schema_version = version;
+            self.data = data;
+        }
+        self
+    }
 }

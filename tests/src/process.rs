@@ -49,6 +49,10 @@ impl Process {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// SIGKILL: no graceful anything.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;

@@ -77,7 +77,7 @@ pub async fn execute(
     }
     for event in &events {
         match event {
-            UserEvent::UserRoleChanged { to, .. } => accounts::set_role(tx, id, *to)
+            UserEvent::UserRoleChanged { role, .. } => accounts::set_role(tx, id, *role)
                 .await
                 .map_err(anyhow::Error::from)?,
             UserEvent::UserDeleted {} => {

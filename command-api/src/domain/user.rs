@@ -128,8 +128,8 @@ pub fn handle(
                 return Ok(Vec::new());
             }
             Ok(vec![UserEvent::UserRoleChanged {
-                from: user.role,
-                to,
+                previous_role: user.role,
+                role: to,
             }])
         }
         UserCommand::Delete => {
@@ -185,8 +185,8 @@ pub fn apply(state: Option<User>, envelope: &EventEnvelope, event: &UserEvent) -
             }
             user
         }
-        (Some(mut user), UserEvent::UserRoleChanged { to, .. }) => {
-            user.role = *to;
+        (Some(mut user), UserEvent::UserRoleChanged { role, .. }) => {
+            user.role = *role;
             user
         }
         (Some(mut user), UserEvent::UserDeleted {}) => {

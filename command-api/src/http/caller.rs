@@ -13,9 +13,32 @@ pub struct Caller {
     pub user_id: Uuid,
     pub role: Role,
     pub session_id: Uuid,
+    /// When the access token expires (Unix seconds).
+    pub expires_at: i64,
 }
 
+const CURRENT_ROLE: &str = "SELECT u.role FROM sessions s JOIN users u ON u.id = s.user_id
+     WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.deleted_at IS NULL";
+
 impl Caller {
+    /// The session still stands, the role is unchanged and the token has not expired: what a
+    /// long-lived answer (a live tail) checks now and then.
+    pub async fn still_valid(&self, pool: &sqlx::PgPool) -> bool {
+        if chrono::Utc::now().timestamp() >= self.expires_at {
+            return false;
+        }
+        let role: Result<Option<String>, _> = sqlx::query_scalar(CURRENT_ROLE)
+            .bind(self.session_id)
+            .bind(self.user_id)
+            .fetch_optional(pool)
+            .await;
+        match role {
+            Ok(role) => role.as_deref() == Some(self.role.as_str()),
+            // The store is away: keep the stream; it is checked again shortly.
+            Err(_) => true,
+        }
+    }
+
     pub fn actor(&self) -> Actor {
         Actor {
             user_id: self.user_id,
@@ -33,15 +56,12 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?.ok_or(ApiError::Unauthorized)?;
         let claims = state.verifier.verify(token)?;
-        let current: Option<String> = sqlx::query_scalar(
-            "SELECT u.role FROM sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.deleted_at IS NULL",
-        )
-        .bind(claims.sid)
-        .bind(claims.sub)
-        .fetch_optional(&state.pool)
-        .await
-        .map_err(anyhow::Error::from)?;
+        let current: Option<String> = sqlx::query_scalar(CURRENT_ROLE)
+            .bind(claims.sid)
+            .bind(claims.sub)
+            .fetch_optional(&state.pool)
+            .await
+            .map_err(anyhow::Error::from)?;
         let role = current
             .ok_or(ApiError::Unauthorized)?
             .parse()
@@ -50,6 +70,7 @@ impl FromRequestParts<AppState> for Caller {
             user_id: claims.sub,
             role,
             session_id: claims.sid,
+            expires_at: claims.exp,
         })
     }
 }

@@ -4,6 +4,7 @@ mod admins;
 mod auth;
 mod caller;
 mod command;
+pub mod events;
 mod jwks;
 mod products;
 mod reviews;
@@ -38,6 +39,10 @@ pub struct AppState {
     /// Upload limit for one image (`MAX_IMAGE_BYTES`).
     pub max_image_bytes: u64,
     pub blobs: shared::blobs::Blobs,
+    /// The event log's settled horizon, for live tails.
+    pub horizon: events::Horizon,
+    /// Cancelled when the service stops: ends live tails.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 pub fn router(state: AppState, readiness: Readiness) -> Router {
@@ -47,6 +52,7 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .merge(admins::router())
         .merge(jwks::router())
         .merge(products::router())
+        .merge(events::router())
         .merge(reviews::router(state.max_image_bytes))
         .with_state(state)
         .merge(ops_router(readiness))

@@ -13,7 +13,7 @@
 //! - **Latency**: woken by `NOTIFY events_appended` from the insert trigger, with a poll as the
 //!   fallback (a lost notification costs at most one poll interval).
 
-mod high_water;
+pub mod high_water;
 mod publisher;
 
 use std::time::{Duration, Instant};

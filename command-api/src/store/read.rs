@@ -71,6 +71,36 @@ pub struct EventFilter {
     pub since: Option<DateTime<Utc>>,
     /// Exclusive upper bound on `occurred_at`.
     pub until: Option<DateTime<Utc>>,
+    /// Inclusive upper bound on `position` (a settled horizon: nothing below it can still
+    /// appear, see `relay::high_water`).
+    pub through: Option<i64>,
+}
+
+const MATCHES: &str = "position > $1
+           AND ($2::text[] IS NULL OR event_type = ANY($2))
+           AND ($3::text IS NULL OR aggregate_type = $3)
+           AND ($4::uuid IS NULL OR aggregate_id = $4)
+           AND ($5::timestamptz IS NULL OR occurred_at >= $5)
+           AND ($6::timestamptz IS NULL OR occurred_at < $6)
+           AND ($7::bigint IS NULL OR position <= $7)";
+
+/// How many events after `after` match `filter` (for progress bars).
+pub async fn count_all(
+    db: impl PgExecutor<'_>,
+    after: i64,
+    filter: &EventFilter,
+) -> Result<i64, sqlx::Error> {
+    let types = (!filter.event_types.is_empty()).then_some(&filter.event_types);
+    sqlx::query_scalar(&format!("SELECT count(*) FROM events WHERE {MATCHES}"))
+        .bind(after)
+        .bind(types)
+        .bind(&filter.aggregate_type)
+        .bind(filter.aggregate_id)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.through)
+        .fetch_one(db)
+        .await
 }
 
 /// Up to `limit` events after `after` that match `filter`, in position order.
@@ -82,15 +112,7 @@ pub async fn read_all(
 ) -> Result<Vec<EventEnvelope>, sqlx::Error> {
     let types = (!filter.event_types.is_empty()).then_some(&filter.event_types);
     let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM events
-         WHERE position > $1
-           AND ($2::text[] IS NULL OR event_type = ANY($2))
-           AND ($3::text IS NULL OR aggregate_type = $3)
-           AND ($4::uuid IS NULL OR aggregate_id = $4)
-           AND ($5::timestamptz IS NULL OR occurred_at >= $5)
-           AND ($6::timestamptz IS NULL OR occurred_at < $6)
-         ORDER BY position
-         LIMIT $7"
+        "SELECT {COLUMNS} FROM events WHERE {MATCHES} ORDER BY position LIMIT $8"
     ))
     .bind(after)
     .bind(types)
@@ -98,6 +120,7 @@ pub async fn read_all(
     .bind(filter.aggregate_id)
     .bind(filter.since)
     .bind(filter.until)
+    .bind(filter.through)
     .bind(limit)
     .fetch_all(db)
     .await?;

@@ -18,13 +18,47 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::TryStreamExt;
 use mongodb::{
-    Database,
+    Collection, Database,
     bson::{Bson, Document, doc},
 };
 use shared::EventEnvelope;
 
 /// Where the projector records the position it has applied.
 pub const CHECKPOINTS: &str = shared::read_model::CHECKPOINTS;
+
+/// Where read models are written: the live collections, or a rebuild's shadow copies
+/// (`rebuild__<name>` in the same database), which a rename switches in when they are
+/// complete ([`crate::rebuild`]).
+#[derive(Clone)]
+pub struct Store {
+    pub db: Database,
+    prefix: &'static str,
+}
+
+/// The name prefix of a rebuild's shadow collections.
+pub const SHADOW_PREFIX: &str = "rebuild__";
+
+impl Store {
+    pub fn live(db: Database) -> Self {
+        Self { db, prefix: "" }
+    }
+
+    pub fn shadow(db: Database) -> Self {
+        Self {
+            db,
+            prefix: SHADOW_PREFIX,
+        }
+    }
+
+    /// The collection's name in this store.
+    pub fn name(&self, base: &str) -> String {
+        format!("{}{base}", self.prefix)
+    }
+
+    pub fn collection(&self, base: &str) -> Collection<Document> {
+        self.db.collection(&self.name(base))
+    }
+}
 
 /// What an event does to its document.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,10 +110,7 @@ pub fn guard(current: Option<&Document>, version: i64) -> Option<Fold> {
 
 /// Applies a batch; one outcome per envelope, in order. An error means the store failed and
 /// nothing can be said about the batch (retry it all).
-pub async fn apply_batch(
-    db: &Database,
-    envelopes: &[EventEnvelope],
-) -> anyhow::Result<Vec<Outcome>> {
+pub async fn apply_batch(db: &Store, envelopes: &[EventEnvelope]) -> anyhow::Result<Vec<Outcome>> {
     let mut outcomes: Vec<Outcome> = envelopes.iter().map(|_| Outcome::Done).collect();
     for model in &MODELS {
         let indices: Vec<usize> = (0..envelopes.len())
@@ -93,13 +124,13 @@ pub async fn apply_batch(
 }
 
 async fn apply_model(
-    db: &Database,
+    db: &Store,
     model: &Model,
     envelopes: &[EventEnvelope],
     indices: &[usize],
     outcomes: &mut [Outcome],
 ) -> anyhow::Result<()> {
-    let collection = db.collection::<Document>(model.collection);
+    let collection = db.collection(model.collection);
     let mut ids: Vec<String> = indices
         .iter()
         .map(|&i| envelopes[i].aggregate_id.to_string())
@@ -155,19 +186,49 @@ async fn apply_model(
     if !statements.is_empty() {
         let expected = statements.len() as i64;
         let reply = db
+            .db
             .run_command(doc! {
-                "update": model.collection, "updates": statements, "ordered": false,
+                "update": db.name(model.collection), "updates": statements, "ordered": false,
             })
             .await?;
         let modified = reply
             .get_i64("nModified")
             .unwrap_or_else(|_| i64::from(reply.get_i32("nModified").unwrap_or(0)));
         let upserted = reply.get_array("upserted").map_or(0, Vec::len) as i64;
-        if modified + upserted < expected {
+        // A statement the store refused (a constraint, a malformed document) fails its events:
+        // retried, then parked with the store's reason.
+        let refused: HashMap<&String, String> = reply
+            .get_array("writeErrors")
+            .map(|errors| {
+                let ids: Vec<&String> = folded.keys().collect();
+                errors
+                    .iter()
+                    .filter_map(Bson::as_document)
+                    .filter_map(|e| {
+                        let index = usize::try_from(e.get_i32("index").ok()?).ok()?;
+                        let reason = e.get_str("errmsg").unwrap_or("refused by the store");
+                        Some((*ids.get(index)?, reason.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (id, reason) in &refused {
+            for &i in applied.get(*id).into_iter().flatten() {
+                outcomes[i] = Outcome::Failed(anyhow::anyhow!(
+                    "{} refused the document: {reason}",
+                    model.collection
+                ));
+                done.retain(|&d| d != i);
+            }
+        }
+        if modified + upserted + (refused.len() as i64) < expected {
             // Another instance wrote some of these documents in between: what did not land
             // is retried (and then skipped, or folded on what is there now).
             let landed = versions(db, model.collection, &folded).await?;
             for (id, new) in &folded {
+                if refused.contains_key(id) {
+                    continue;
+                }
                 if landed.get(id) != Some(&new.get_i64("version").unwrap_or(0)) {
                     for &i in applied.get(id).into_iter().flatten() {
                         outcomes[i] = Outcome::NotYet;
@@ -191,13 +252,13 @@ async fn apply_model(
 
 /// The versions the documents have now.
 async fn versions(
-    db: &Database,
+    db: &Store,
     collection: &str,
     documents: &BTreeMap<String, Document>,
 ) -> anyhow::Result<HashMap<String, i64>> {
     let ids: Vec<&String> = documents.keys().collect();
     Ok(db
-        .collection::<Document>(collection)
+        .collection(collection)
         .find(doc! { "_id": { "$in": ids } })
         .projection(doc! { "version": 1 })
         .await?
@@ -223,7 +284,7 @@ fn changed_fields(old: &Document, new: &Document) -> Document {
 
 /// Inserts documents, ignoring those that are there already (idempotent follow-ups).
 pub(crate) async fn insert_new(
-    db: &Database,
+    db: &Store,
     collection: &str,
     documents: Vec<Document>,
 ) -> anyhow::Result<()> {
@@ -231,7 +292,10 @@ pub(crate) async fn insert_new(
         return Ok(());
     }
     let reply = db
-        .run_command(doc! { "insert": collection, "documents": documents, "ordered": false })
+        .db
+        .run_command(
+            doc! { "insert": db.name(collection), "documents": documents, "ordered": false },
+        )
         .await?;
     if let Ok(errors) = reply.get_array("writeErrors") {
         let other = errors
@@ -247,7 +311,7 @@ pub(crate) async fn insert_new(
 
 /// Runs `update` statements in one command.
 pub(crate) async fn update_all(
-    db: &Database,
+    db: &Store,
     collection: &str,
     statements: Vec<Document>,
 ) -> anyhow::Result<()> {
@@ -255,7 +319,10 @@ pub(crate) async fn update_all(
         return Ok(());
     }
     let reply = db
-        .run_command(doc! { "update": collection, "updates": statements, "ordered": false })
+        .db
+        .run_command(
+            doc! { "update": db.name(collection), "updates": statements, "ordered": false },
+        )
         .await?;
     if let Ok(errors) = reply.get_array("writeErrors") {
         if let Some(error) = errors.first() {
@@ -266,7 +333,7 @@ pub(crate) async fn update_all(
 }
 
 /// Creates the indexes every query path needs (idempotent).
-pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
+pub async fn ensure_indexes(db: &Store) -> anyhow::Result<()> {
     users::ensure_indexes(db).await?;
     products::ensure_indexes(db).await?;
     reviews::ensure_indexes(db).await

@@ -9,7 +9,7 @@
 //! projection; product events never touch them.
 
 use mongodb::{
-    Collection, Database, IndexModel,
+    Collection, IndexModel,
     bson::{self, Bson, Document, doc},
     options::IndexOptions,
 };
@@ -19,7 +19,7 @@ use shared::{
     events::{EventCatalog, ProductEvent},
 };
 
-use super::{Fold, Model, guard};
+use super::{Fold, Model, Store, guard};
 
 pub const MODEL: Model = Model {
     aggregate_type: "product",
@@ -32,15 +32,15 @@ pub use shared::read_model::{PRODUCT_HISTORY as HISTORY, PRODUCTS};
 /// The fields an admin can change, in the order they are stored.
 const FIELDS: [&str; 6] = ["name", "brand", "price", "currency", "description", "specs"];
 
-fn products(db: &Database) -> Collection<Document> {
+fn products(db: &Store) -> Collection<Document> {
     db.collection(PRODUCTS)
 }
 
-fn history(db: &Database) -> Collection<Document> {
+fn history(db: &Store) -> Collection<Document> {
     db.collection(HISTORY)
 }
 
-pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
+pub async fn ensure_indexes(db: &Store) -> anyhow::Result<()> {
     let index = |keys: Document| IndexModel::builder().keys(keys).build();
     products(db)
         .create_indexes([
@@ -114,7 +114,7 @@ fn fold(current: Option<&Document>, envelope: &EventEnvelope) -> anyhow::Result<
 
 /// After the product documents: their history entries, and the review statistics of new
 /// products (their reviews may have been projected first; instances race across aggregates).
-pub async fn follow_up(db: &Database, events: &[&EventEnvelope]) -> anyhow::Result<()> {
+pub async fn follow_up(db: &Store, events: &[&EventEnvelope]) -> anyhow::Result<()> {
     let mut entries = Vec::with_capacity(events.len());
     let mut created = Vec::new();
     for envelope in events {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use futures::TryStreamExt;
 use mongodb::{
-    Collection, Database, IndexModel,
+    Collection, IndexModel,
     bson::{self, Bson, Document, doc},
 };
 use shared::{
@@ -20,7 +20,7 @@ use shared::{
     read_model::{IMAGES, PRODUCTS, REVIEWS},
 };
 
-use super::{Fold, Model, guard};
+use super::{Fold, Model, Store, guard};
 
 pub const MODEL: Model = Model {
     aggregate_type: "review",
@@ -28,15 +28,15 @@ pub const MODEL: Model = Model {
     fold,
 };
 
-fn reviews(db: &Database) -> Collection<Document> {
+fn reviews(db: &Store) -> Collection<Document> {
     db.collection(REVIEWS)
 }
 
-fn images(db: &Database) -> Collection<Document> {
+fn images(db: &Store) -> Collection<Document> {
     db.collection(IMAGES)
 }
 
-pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
+pub async fn ensure_indexes(db: &Store) -> anyhow::Result<()> {
     let index = |keys: Document| IndexModel::builder().keys(keys).build();
     reviews(db)
         .create_indexes([
@@ -146,7 +146,7 @@ fn fold(current: Option<&Document>, envelope: &EventEnvelope) -> anyhow::Result<
 
 /// After the review documents (idempotent, so it runs again on a redelivery): the image index
 /// and the statistics of the products whose reviews changed.
-pub async fn follow_up(db: &Database, events: &[&EventEnvelope]) -> anyhow::Result<()> {
+pub async fn follow_up(db: &Store, events: &[&EventEnvelope]) -> anyhow::Result<()> {
     let mut new_images = Vec::new();
     let mut image_updates = Vec::new();
     let mut rated = Vec::new();
@@ -213,7 +213,7 @@ pub fn search_text(title: &str, body: &str) -> String {
 
 /// Sets each product's `review_count`, `rating_sum`, `rating_avg` and `rating_sort` from its
 /// reviews that are not deleted.
-pub async fn recompute_stats(db: &Database, skus: &[String]) -> anyhow::Result<()> {
+pub async fn recompute_stats(db: &Store, skus: &[String]) -> anyhow::Result<()> {
     if skus.is_empty() {
         return Ok(());
     }

@@ -2,12 +2,12 @@
 //! Document `_id` is the user id; `version` is the last applied aggregate version.
 
 use mongodb::{
-    Database, IndexModel,
+    IndexModel,
     bson::{self, Document, doc},
 };
 use shared::{EventEnvelope, events::UserEvent, read_model::USERS};
 
-use super::{Fold, Model, guard};
+use super::{Fold, Model, Store, guard};
 
 pub const MODEL: Model = Model {
     aggregate_type: "user",
@@ -15,8 +15,8 @@ pub const MODEL: Model = Model {
     fold,
 };
 
-pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
-    db.collection::<Document>(USERS)
+pub async fn ensure_indexes(db: &Store) -> anyhow::Result<()> {
+    db.collection(USERS)
         .create_index(
             IndexModel::builder()
                 .keys(doc! { "role": 1, "_id": 1 })
@@ -70,8 +70,8 @@ fn fold(current: Option<&Document>, envelope: &EventEnvelope) -> anyhow::Result<
                 document.insert("email", email);
             }
         }
-        UserEvent::UserRoleChanged { to, .. } => {
-            document.insert("role", to.as_str());
+        UserEvent::UserRoleChanged { role, .. } => {
+            document.insert("role", role.as_str());
         }
         UserEvent::UserDeleted {} => {
             document.insert("deleted", true);

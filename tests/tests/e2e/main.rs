@@ -6,6 +6,7 @@
 pub mod catalog;
 mod ctl;
 mod directory;
+mod event_log;
 mod identity;
 mod live;
 mod mail;
