@@ -4,6 +4,7 @@ mod caching;
 mod outages;
 mod paging;
 mod reads;
+mod rebuild;
 pub mod replay;
 mod scaling;
 mod search;
