@@ -129,8 +129,18 @@ async fn help_names_the_commands_and_exit_codes_and_bad_usage_exits_2() {
     let env = TestEnv::new().await;
     let (code, stdout, _) = camctl(&env, &["--help"], "").await;
     assert_eq!(code, 0);
-    for needle in ["events", "projections", "dlq", "users", "Exit codes", "5  busy"] {
-        assert!(stdout.contains(needle), "--help lacks {needle:?}:\n{stdout}");
+    for needle in [
+        "events",
+        "projections",
+        "dlq",
+        "users",
+        "Exit codes",
+        "5  busy",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "--help lacks {needle:?}:\n{stdout}"
+        );
     }
     let (code, stdout, _) = camctl(&env, &["projections", "rebuild", "--help"], "").await;
     assert_eq!(code, 0);
@@ -152,18 +162,34 @@ async fn events_replay_starts_at_a_position_filters_and_shows_progress() {
     let api = Api::new(&env.spawn_command_api().await);
     let mut ids = Vec::new();
     for name in ["amy", "ben", "cat", "dan"] {
-        ids.push(api.register(name, "a-good-password").await["id"].as_str().unwrap().to_owned());
+        ids.push(
+            api.register(name, "a-good-password").await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
     }
     let (code, stdout, stderr) = camctl(
         &env,
-        &["events", "replay", "--from-position", "3", "--progress", "always"],
+        &[
+            "events",
+            "replay",
+            "--from-position",
+            "3",
+            "--progress",
+            "always",
+        ],
         "",
     )
     .await;
     assert_eq!(code, 0, "{stderr}");
     let positions: Vec<i64> = stdout
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["position"].as_i64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["position"]
+                .as_i64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(positions, [3, 4], "from position 3, inclusive");
     assert!(
@@ -173,13 +199,23 @@ async fn events_replay_starts_at_a_position_filters_and_shows_progress() {
 
     let (_, stdout, stderr) = camctl(
         &env,
-        &["events", "replay", "--aggregate-id", &ids[1], "--aggregate-type", "user"],
+        &[
+            "events",
+            "replay",
+            "--aggregate-id",
+            &ids[1],
+            "--aggregate-type",
+            "user",
+        ],
         "",
     )
     .await;
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(stdout.contains(&ids[1]));
-    assert!(stderr.is_empty(), "no progress bar unless asked or on a terminal: {stderr:?}");
+    assert!(
+        stderr.is_empty(),
+        "no progress bar unless asked or on a terminal: {stderr:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,7 +255,12 @@ async fn events_tail_prints_events_as_they_are_published() {
         tail.wait().await.unwrap();
         let mut stdout = String::new();
         use tokio::io::AsyncReadExt as _;
-        tail.stdout.take().unwrap().read_to_string(&mut stdout).await.unwrap();
+        tail.stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .await
+            .unwrap();
         stdout
     })
     .await
@@ -240,10 +281,17 @@ async fn events_tail_prints_events_as_they_are_published() {
 async fn projections_status_shows_position_lag_and_each_read_model() {
     let catalog = crate::catalog::Catalog::start().await;
     let (_, position) = catalog.create(crate::catalog::camera(1)).await;
-    let live = shared::mongo::connect(&catalog.env.mongo, "tests").await.unwrap();
+    let live = shared::mongo::connect(&catalog.env.mongo, "tests")
+        .await
+        .unwrap();
     crate::catalog::replay::wait_applied(&live, position).await;
 
-    let (code, stdout, stderr) = camctl(&catalog.env, &["projections", "status", "--format", "json"], "").await;
+    let (code, stdout, stderr) = camctl(
+        &catalog.env,
+        &["projections", "status", "--format", "json"],
+        "",
+    )
+    .await;
     assert_eq!(code, 0, "{stderr}");
     let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(status["applied_position"], position);
@@ -268,5 +316,8 @@ async fn projections_status_shows_position_lag_and_each_read_model() {
 
     let (code, table, _) = camctl(&catalog.env, &["projections", "status"], "").await;
     assert_eq!(code, 0);
-    assert!(table.contains("READ MODEL") && table.contains("products 1"), "{table}");
+    assert!(
+        table.contains("READ MODEL") && table.contains("products 1"),
+        "{table}"
+    );
 }

@@ -5,6 +5,7 @@
 
 pub mod catalog;
 mod ctl;
+mod dead_letters;
 mod directory;
 mod event_log;
 mod identity;
@@ -16,6 +17,7 @@ mod relay_torture;
 mod reviews;
 mod services;
 mod store;
+mod versioning;
 mod views;
 
 use std::collections::BTreeMap;

@@ -124,7 +124,9 @@ async fn rebuilding_under_read_load_never_shows_a_partial_model_and_equals_a_fre
                     return Err(format!("a listing of {} lacks {missing}", listed.len()));
                 }
                 let sku = &skus[n % skus.len()];
-                let detail = api.get(&format!("/api/v1/products/{sku}"), Some(&token)).await;
+                let detail = api
+                    .get(&format!("/api/v1/products/{sku}"), Some(&token))
+                    .await;
                 if detail.status != 200 {
                     return Err(format!("detail {sku}: {} {:?}", detail.status, detail.body));
                 }
@@ -171,13 +173,19 @@ async fn rebuilding_under_read_load_never_shows_a_partial_model_and_equals_a_fre
     .await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains("rebuilt all"), "{stdout}");
-    assert!(stderr.contains("ETA") && stderr.contains("events/s"), "{stderr:?}");
+    assert!(
+        stderr.contains("ETA") && stderr.contains("events/s"),
+        "{stderr:?}"
+    );
     let last = writer.await.unwrap();
     stop.store(true, Ordering::Relaxed);
     for reader in readers {
         reader.await.unwrap().unwrap();
     }
-    assert!(reads.load(Ordering::Relaxed) > 10, "the readers were reading");
+    assert!(
+        reads.load(Ordering::Relaxed) > 10,
+        "the readers were reading"
+    );
 
     // The rebuilt models, settled with what came after, equal a fresh projection.
     wait_applied(&live, last).await;
@@ -186,15 +194,27 @@ async fn rebuilding_under_read_load_never_shows_a_partial_model_and_equals_a_fre
         url: catalog.env.mongo.url.clone(),
         db: format!("{}_fresh", catalog.env.mongo.db),
     };
-    let fresh_db = shared::mongo::connect(&fresh_config, "tests").await.unwrap();
-    let fresh_projector = catalog.env.spawn_projector_into(fresh_config, "fresh").await;
+    let fresh_db = shared::mongo::connect(&fresh_config, "tests")
+        .await
+        .unwrap();
+    let fresh_projector = catalog
+        .env
+        .spawn_projector_into(fresh_config, "fresh")
+        .await;
     wait_applied(&fresh_db, last).await;
     let fresh = dump(&fresh_db).await;
     fresh_projector.stop().await.unwrap();
     fresh_db.drop().await.unwrap();
     assert_eq!(rebuilt[0].1.len(), 170, "every product");
-    assert!(rebuilt == fresh, "the rebuilt read models differ from a fresh projection");
-    assert_eq!(views(&live).await, tallies, "view tallies survive a rebuild");
+    assert!(
+        rebuilt == fresh,
+        "the rebuilt read models differ from a fresh projection"
+    );
+    assert_eq!(
+        views(&live).await,
+        tallies,
+        "view tallies survive a rebuild"
+    );
     let names = live.list_collection_names().await.unwrap();
     assert!(
         names.iter().all(|n| !n.starts_with("rebuild__")),
