@@ -1,9 +1,10 @@
 //! The benchmark harness. Every figure is printed next to the raw limit of the store it
 //! depends on, measured in the same run on the same machine, and written as JSON.
 //!
-//! `cargo run --release -p camreviews-bench -- store|catalog` (see docs/performance.md).
+//! `cargo run --release -p camreviews-bench -- store|catalog|rebuild` (see docs/performance.md).
 
 mod catalog;
+mod rebuild;
 mod stats;
 mod store;
 
@@ -54,6 +55,13 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         rate: u32,
     },
+    /// `camctl projections rebuild all` over a filled event store, in events/s, next to raw
+    /// MongoDB bulk inserts (build camctl first: `cargo build --release -p camctl`).
+    Rebuild {
+        /// Events in the store (half product creations, half updates).
+        #[arg(long, default_value_t = 20_000)]
+        events: u64,
+    },
 }
 
 #[tokio::main]
@@ -76,6 +84,9 @@ async fn main() -> anyhow::Result<()> {
                 mongodb_url: cli.mongodb_url.clone(),
             };
             catalog::run(&servers, &cli.concurrency, duration, rate).await?
+        }
+        Scenario::Rebuild { events } => {
+            rebuild::run(&cli.admin_url, &cli.mongodb_url, events).await?
         }
     };
     stats::print_table(&rows)?;

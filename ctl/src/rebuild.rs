@@ -1,9 +1,10 @@
 //! Zero-downtime rebuild of read models from the event store.
 //!
 //! 1. **Build** every read model into shadow collections (`rebuild__<name>`, same database)
-//!    by replaying the store in position order through the projector's own folds, up to the
-//!    settled horizon (no position below it can still appear). The live collections keep
-//!    serving, and the live projector keeps writing them.
+//!    by replaying the store through the projector's own folds, an aggregate at a time (each
+//!    document folded completely and written once), up to the settled horizon (no position
+//!    below it can still appear). The live collections keep serving, and the live projector
+//!    keeps writing them.
 //! 2. **Catch up**: replay again up to the new horizon, until the shadow is a few events behind.
 //! 3. **Switch**: rename each shadow collection over its live one (`renameCollection` with
 //!    `dropTarget`). A rename is atomic: a reader sees the old complete model or the new one,
@@ -173,7 +174,8 @@ async fn run(
         .fetch_one(pool)
         .await?;
     progress.start("replaying", "events", total.unsigned_abs());
-    let mut at = replay(pool, &shadow, 0, horizon, progress, &mut failed).await?;
+    build(pool, &shadow, horizon, progress, &mut failed).await?;
+    let mut at = horizon;
 
     // Catch up with what arrived meanwhile.
     for _ in 0..10 {
@@ -225,7 +227,57 @@ async fn run(
     })
 }
 
-/// Applies the events in `(after, through]` to `store`; returns the last position read.
+/// Applies every event up to `through` to the empty `store`, an aggregate at a time (each
+/// document is folded completely and written once; products come before the reviews whose
+/// statistics they carry).
+async fn build(
+    pool: &PgPool,
+    store: &Store,
+    through: i64,
+    progress: &mut Progress,
+    failed: &mut Vec<(i64, String)>,
+) -> anyhow::Result<()> {
+    let mut after: Option<store::AggregateKey> = None;
+    loop {
+        let chunk = store::read_by_aggregate(pool, after.as_ref(), through, CHUNK)
+            .await
+            .context("reading the event store")?;
+        let Some(last) = chunk.last() else {
+            return Ok(());
+        };
+        after = Some(store::AggregateKey {
+            aggregate_type: last.aggregate_type.clone(),
+            aggregate_id: last.aggregate_id,
+            aggregate_version: last.aggregate_version,
+        });
+        apply(store, &chunk, failed).await?;
+        progress.advance(chunk.len() as u64);
+    }
+}
+
+async fn apply(
+    store: &Store,
+    chunk: &[shared::EventEnvelope],
+    failed: &mut Vec<(i64, String)>,
+) -> anyhow::Result<()> {
+    let outcomes = projections::apply_batch(store, chunk)
+        .await
+        .context("writing the read models")?;
+    for (envelope, outcome) in chunk.iter().zip(outcomes) {
+        match outcome {
+            Outcome::Done => {}
+            Outcome::NotYet => failed.push((
+                envelope.position,
+                "an earlier version of this aggregate could not be applied".into(),
+            )),
+            Outcome::Failed(e) => failed.push((envelope.position, format!("{e:#}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Applies the events in `(after, through]` to `store`, in position order; returns the last
+/// position read.
 async fn replay(
     pool: &PgPool,
     store: &Store,
@@ -241,19 +293,7 @@ async fn replay(
         let Some(last) = chunk.last().map(|e| e.position) else {
             return Ok(through);
         };
-        let outcomes = projections::apply_batch(store, &chunk)
-            .await
-            .context("writing the read models")?;
-        for (envelope, outcome) in chunk.iter().zip(outcomes) {
-            match outcome {
-                Outcome::Done => {}
-                Outcome::NotYet => failed.push((
-                    envelope.position,
-                    "an earlier version of this aggregate could not be applied".into(),
-                )),
-                Outcome::Failed(e) => failed.push((envelope.position, format!("{e:#}"))),
-            }
-        }
+        apply(store, &chunk, failed).await?;
         progress.advance(chunk.len() as u64);
         after = last;
     }

@@ -10,7 +10,9 @@ pub use append::{
     AppendError, Appended, ExpectedVersion, Metadata, NewEvent, StreamId, append_events,
     lock_stream,
 };
-pub use read::{EventFilter, count_all, read_all, read_range, read_stream};
+pub use read::{
+    AggregateKey, EventFilter, count_all, read_all, read_by_aggregate, read_range, read_stream,
+};
 
 use std::time::Duration;
 

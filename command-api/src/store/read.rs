@@ -127,6 +127,46 @@ pub async fn read_all(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
+/// Where a read in aggregate order stopped: the last event's aggregate and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateKey {
+    pub aggregate_type: String,
+    pub aggregate_id: Uuid,
+    pub aggregate_version: i64,
+}
+
+/// Up to `limit` events at or below position `through`, in aggregate order (type, id,
+/// version), after `after` (`None`: from the start). A rebuild reads this way, so each
+/// aggregate's events are folded together and its document written once.
+pub async fn read_by_aggregate(
+    db: impl PgExecutor<'_>,
+    after: Option<&AggregateKey>,
+    through: i64,
+    limit: i64,
+) -> Result<Vec<EventEnvelope>, sqlx::Error> {
+    let (aggregate_type, aggregate_id, version) = match after {
+        Some(key) => (
+            key.aggregate_type.as_str(),
+            key.aggregate_id,
+            key.aggregate_version,
+        ),
+        None => ("", Uuid::nil(), 0),
+    };
+    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM events
+         WHERE position <= $1 AND (aggregate_type, aggregate_id, aggregate_version) > ($2, $3, $4)
+         ORDER BY aggregate_type, aggregate_id, aggregate_version LIMIT $5"
+    ))
+    .bind(through)
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(version)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
 /// Up to `limit` events with `after < position <= up_to`, in position order.
 pub async fn read_range(
     db: impl PgExecutor<'_>,

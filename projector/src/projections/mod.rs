@@ -168,23 +168,43 @@ async fn apply_model(
         }
     }
 
-    // One guarded statement per changed document.
-    let statements: Vec<Document> = folded
-        .iter()
-        .map(|(id, new)| match stored.get(id) {
-            None => {
-                let mut insert = new.clone();
-                insert.remove("_id");
-                doc! { "q": { "_id": id }, "u": { "$setOnInsert": insert }, "upsert": true }
+    // New documents are inserted; one that another instance created meanwhile (a duplicate
+    // key) is retried as "not yet". Known ones get one `$set` of the changed fields, guarded by
+    // the version they were folded from. A document the store refuses (a constraint, a
+    // malformed document) fails its events: retried, then parked with the store's reason.
+    let (new_ids, known_ids): (Vec<&String>, Vec<&String>) =
+        folded.keys().partition(|id| !stored.contains_key(*id));
+    let mut refused: HashMap<&String, String> = HashMap::new();
+    let mut missed = false;
+    if !new_ids.is_empty() {
+        let documents: Vec<&Document> = new_ids.iter().map(|id| &folded[*id]).collect();
+        let reply = db
+            .db
+            .run_command(doc! {
+                "insert": db.name(model.collection), "documents": documents, "ordered": false,
+            })
+            .await?;
+        for (index, code, reason) in write_errors(&reply) {
+            match new_ids.get(index) {
+                Some(_) if code == DUPLICATE_KEY => missed = true,
+                Some(id) => {
+                    refused.insert(id, reason);
+                }
+                None => {}
             }
-            Some(old) => doc! {
-                "q": { "_id": id, "version": old.get_i64("version").unwrap_or(0) },
-                "u": { "$set": changed_fields(old, new) },
-            },
-        })
-        .collect();
-    if !statements.is_empty() {
-        let expected = statements.len() as i64;
+        }
+    }
+    if !known_ids.is_empty() {
+        let statements: Vec<Document> = known_ids
+            .iter()
+            .map(|id| {
+                let old = &stored[*id];
+                doc! {
+                    "q": { "_id": *id, "version": old.get_i64("version").unwrap_or(0) },
+                    "u": { "$set": changed_fields(old, &folded[*id]) },
+                }
+            })
+            .collect();
         let reply = db
             .db
             .run_command(doc! {
@@ -194,46 +214,37 @@ async fn apply_model(
         let modified = reply
             .get_i64("nModified")
             .unwrap_or_else(|_| i64::from(reply.get_i32("nModified").unwrap_or(0)));
-        let upserted = reply.get_array("upserted").map_or(0, Vec::len) as i64;
-        // A statement the store refused (a constraint, a malformed document) fails its events:
-        // retried, then parked with the store's reason.
-        let refused: HashMap<&String, String> = reply
-            .get_array("writeErrors")
-            .map(|errors| {
-                let ids: Vec<&String> = folded.keys().collect();
-                errors
-                    .iter()
-                    .filter_map(Bson::as_document)
-                    .filter_map(|e| {
-                        let index = usize::try_from(e.get_i32("index").ok()?).ok()?;
-                        let reason = e.get_str("errmsg").unwrap_or("refused by the store");
-                        Some((*ids.get(index)?, reason.to_owned()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (id, reason) in &refused {
-            for &i in applied.get(*id).into_iter().flatten() {
-                outcomes[i] = Outcome::Failed(anyhow::anyhow!(
-                    "{} refused the document: {reason}",
-                    model.collection
-                ));
-                done.retain(|&d| d != i);
+        let errors = write_errors(&reply);
+        if modified + (errors.len() as i64) < known_ids.len() as i64 {
+            missed = true;
+        }
+        for (index, _, reason) in errors {
+            if let Some(id) = known_ids.get(index) {
+                refused.insert(id, reason);
             }
         }
-        if modified + upserted + (refused.len() as i64) < expected {
-            // Another instance wrote some of these documents in between: what did not land
-            // is retried (and then skipped, or folded on what is there now).
-            let landed = versions(db, model.collection, &folded).await?;
-            for (id, new) in &folded {
-                if refused.contains_key(id) {
-                    continue;
-                }
-                if landed.get(id) != Some(&new.get_i64("version").unwrap_or(0)) {
-                    for &i in applied.get(id).into_iter().flatten() {
-                        outcomes[i] = Outcome::NotYet;
-                        done.retain(|&d| d != i);
-                    }
+    }
+    for (id, reason) in &refused {
+        for &i in applied.get(*id).into_iter().flatten() {
+            outcomes[i] = Outcome::Failed(anyhow::anyhow!(
+                "{} refused the document: {reason}",
+                model.collection
+            ));
+            done.retain(|&d| d != i);
+        }
+    }
+    if missed {
+        // Another instance wrote some of these documents in between: what did not land is
+        // retried (and then skipped, or folded on what is there now).
+        let landed = versions(db, model.collection, &folded).await?;
+        for (id, new) in &folded {
+            if refused.contains_key(id) {
+                continue;
+            }
+            if landed.get(id) != Some(&new.get_i64("version").unwrap_or(0)) {
+                for &i in applied.get(id).into_iter().flatten() {
+                    outcomes[i] = Outcome::NotYet;
+                    done.retain(|&d| d != i);
                 }
             }
         }
@@ -248,6 +259,30 @@ async fn apply_model(
         "review" => reviews::follow_up(db, &finished).await,
         _ => Ok(()),
     }
+}
+
+const DUPLICATE_KEY: i32 = 11000;
+
+/// The write errors of a write command's reply: statement index, code, message.
+fn write_errors(reply: &Document) -> Vec<(usize, i32, String)> {
+    reply
+        .get_array("writeErrors")
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(Bson::as_document)
+                .filter_map(|e| {
+                    Some((
+                        usize::try_from(e.get_i32("index").ok()?).ok()?,
+                        e.get_i32("code").unwrap_or(0),
+                        e.get_str("errmsg")
+                            .unwrap_or("refused by the store")
+                            .to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The versions the documents have now.
@@ -301,7 +336,7 @@ pub(crate) async fn insert_new(
         let other = errors
             .iter()
             .filter_map(Bson::as_document)
-            .find(|e| e.get_i32("code").unwrap_or(0) != 11000);
+            .find(|e| e.get_i32("code").unwrap_or(0) != DUPLICATE_KEY);
         if let Some(error) = other {
             anyhow::bail!("inserting into {collection}: {error}");
         }
