@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # One image with every CamReviews binary; compose and Kubernetes pick the command.
 
-FROM rust:1.88-bookworm AS build
+FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 COPY . .
 # Registry and target caches survive between builds: dependencies compile once.
@@ -12,7 +12,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp target/release/command-api target/release/query-api target/release/projector \
           target/release/notifier target/release/camctl /out/
 
-FROM debian:bookworm-slim AS runtime
+FROM debian:bookworm-20241111-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \

@@ -71,6 +71,21 @@ ensure_nats() { # NATS URL
     wait_port "$host" "$port" 30 nats-server
 }
 
+# Chromium from the OS packages, for the browser test of /docs (CHROMIUM_BIN).
+ensure_chromium() {
+    if command -v chromium >/dev/null 2>&1; then
+        export CHROMIUM_BIN=${CHROMIUM_BIN:-$(command -v chromium)}
+        return
+    fi
+    log "installing Chromium (Debian package) for the browser test"
+    local sudo=""
+    [[ $(id -u) == 0 ]] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null \
+        && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null \
+        || die "could not install chromium (apt-get install chromium)"
+    export CHROMIUM_BIN=$(command -v chromium)
+}
+
 ensure_secantus() {
     if [[ ! -x $VENV/bin/secantusd-py ]] || ! "$VENV/bin/pip" show -q "secantusdb" 2>/dev/null \
         | grep -q "Version: $SECANTUS_VERSION"; then

@@ -19,6 +19,8 @@ ensure_mongo "$MONGODB_URL" :memory:
 # Outage tests start (and kill) private MongoDB-wire servers of their own.
 ensure_secantus
 export SECANTUSD_BIN=${SECANTUSD_BIN:-$VENV/bin/secantusd-py}
+# The /docs page is checked in a real headless browser.
+ensure_chromium
 
 # Some tests run the service binaries themselves (start-up errors, SIGTERM).
 cargo build --workspace --bins

@@ -129,6 +129,7 @@ async fn start(pg_url: &str, mongo: &MongoConfig, nats: &NatsConfig) -> anyhow::
         publish_regions: vec!["south-america".to_owned()],
         blob_dir: std::env::temp_dir().join("camreviews-bench-blobs"),
         max_image_bytes: 5_242_880,
+        rate_limit: shared::http::RateLimitConfig::OFF,
     })
     .await?;
     let command_url = format!("http://127.0.0.1:{}", command.port());
@@ -154,6 +155,7 @@ async fn start(pg_url: &str, mongo: &MongoConfig, nats: &NatsConfig) -> anyhow::
         },
         cache_bytes: 64 << 20,
         blob_dir: std::env::temp_dir().join("camreviews-bench-blobs"),
+        rate_limit: shared::http::RateLimitConfig::OFF,
         telemetry,
     })
     .await?;

@@ -30,6 +30,8 @@ pub struct Config {
     pub blob_dir: PathBuf,
     /// `MAX_IMAGE_BYTES`: the upload limit for one image.
     pub max_image_bytes: u64,
+    /// `RATE_LIMIT_ANONYMOUS`, `RATE_LIMIT_USER`, `TRUST_PROXY_HEADERS`.
+    pub rate_limit: shared::http::RateLimitConfig,
 }
 
 impl Config {
@@ -45,6 +47,7 @@ impl Config {
             access_token_ttl: config::positive_secs(src, "ACCESS_TOKEN_TTL", 900)?,
             refresh_token_ttl: config::positive_secs(src, "REFRESH_TOKEN_TTL", 1_209_600)?,
             superuser: SuperuserSeed::from_env(src)?,
+            rate_limit: shared::http::RateLimitConfig::from_env(src)?,
             publish_regions: publish_regions(src)?,
             blob_dir: config::blob_dir(src),
             max_image_bytes: match config::parsed(src, "MAX_IMAGE_BYTES", 5_242_880_u64)? {

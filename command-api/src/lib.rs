@@ -29,12 +29,16 @@ pub struct Application {
     pool: PgPool,
     /// Cancelled with the service's shutdown token: live tails and the horizon follower stop.
     stopping: CancellationToken,
+    /// Cancels `stopping` when the application is dropped unused or stops.
+    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 impl Application {
     /// Connects to PostgreSQL (running migrations) and NATS, and binds the listener
     /// (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // The metrics recorder exists before the first thing is counted.
+        shared::telemetry::metrics_handle();
         Self::build_with(config, RelayConfig::default()).await
     }
 
@@ -63,6 +67,8 @@ impl Application {
                 async move { state }
             });
         let stopping = CancellationToken::new();
+        // Whatever fails from here on, the tasks spawned for this application end with it.
+        let stop_on_drop = stopping.clone().drop_guard();
         if let Some(seed) = &config.superuser {
             superuser::ensure(&pool, seed).await?;
         }
@@ -83,7 +89,11 @@ impl Application {
             horizon: http::events::Horizon::spawn(pool.clone(), stopping.clone()).await?,
             shutdown: stopping.clone(),
         };
-        let router = http::router(state, readiness);
+        let limiter = shared::http::RateLimiter::new(
+            config.rate_limit,
+            TokenVerifier::new(&config.signing_key.public),
+        );
+        let router = http::router(state, readiness, limiter);
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding COMMAND_API_ADDR {}", config.addr))?;
@@ -93,6 +103,7 @@ impl Application {
             relay,
             pool,
             stopping,
+            _stop_on_drop: stop_on_drop,
         })
     }
 
@@ -104,18 +115,23 @@ impl Application {
         self.pool.clone()
     }
 
-    /// Serves until `shutdown`, then drains requests and lets the relay finish its batch.
+    /// Serves until `shutdown`; then stops taking requests, lets those in flight finish, and
+    /// has the relay publish everything they appended before it stops.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, "command-api listening");
-        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
         let stopping = self.stopping.clone();
         let stop_signal = shutdown.clone();
         tokio::spawn(async move {
             stop_signal.cancelled().await;
             stopping.cancel();
         });
-        shared::http::serve(self.listener, self.router, shutdown).await?;
+        let served = shared::http::serve(self.listener, self.router, shutdown).await;
+        // Every accepted command's events are in the store now: publish them, then stop.
+        relay_stop.cancel();
         relay.await.context("the relay task panicked")?;
+        served?;
         Ok(())
     }
 }

@@ -9,9 +9,14 @@
 //! requeueing the same letter twice (a crash between publish and delete) stores it once.
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, stream::Stream};
+use async_nats::jetstream::{
+    self,
+    stream::{RawMessageErrorKind, Stream},
+};
 use serde::Serialize;
 use shared::nats::Prefix;
+
+pub use shared::nats::headers::{REQUEUED, REQUEUED_FOR};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Letter {
@@ -46,9 +51,11 @@ pub async fn list(
         return Ok(letters);
     }
     for sequence in state.first_sequence..=state.last_sequence {
-        // Deleted (requeued) letters leave holes.
-        let Ok(message) = stream.get_raw_message(sequence).await else {
-            continue;
+        let message = match stream.get_raw_message(sequence).await {
+            Ok(message) => message,
+            // Deleted (requeued) letters leave holes.
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading DLQ message {sequence}")),
         };
         let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_owned());
         let letter = Letter {
@@ -104,7 +111,9 @@ pub async fn requeue(
         .map(|v| v.as_str().to_owned())
         .unwrap_or_default();
     let sequence = letter.sequence.to_string();
-    headers.insert("Dlq-Requeued", sequence.as_str());
+    headers.insert(REQUEUED, sequence.as_str());
+    // Only the consumer that parked it acts on the copy; the others skip it.
+    headers.insert(REQUEUED_FOR, letter.consumer.as_str());
     headers.insert(
         "Nats-Msg-Id",
         format!("{original_id}:requeued:{}:{sequence}", prefix.dlq_stream()).as_str(),
@@ -121,6 +130,12 @@ pub async fn requeue(
         .await?
         .delete_message(letter.sequence)
         .await
-        .with_context(|| format!("removing DLQ message {}", letter.sequence))?;
+        .with_context(|| {
+            format!(
+                "published again, but not removed from DLQ (message {}); requeueing it again \
+                 within two minutes stores it once",
+                letter.sequence
+            )
+        })?;
     Ok(())
 }

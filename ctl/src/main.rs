@@ -241,6 +241,7 @@ enum UsersCommand {
 /// What a finished command reports, beyond success.
 enum Done {
     Ok,
+    Usage,
     NothingToDo,
     Partly,
     Busy,
@@ -250,6 +251,7 @@ impl From<Done> for ExitCode {
     fn from(done: Done) -> Self {
         match done {
             Done::Ok => ExitCode::SUCCESS,
+            Done::Usage => ExitCode::from(2),
             Done::NothingToDo => ExitCode::from(3),
             Done::Partly => ExitCode::from(4),
             Done::Busy => ExitCode::from(5),
@@ -321,8 +323,8 @@ async fn run(cli: Cli) -> anyhow::Result<Done> {
         Command::Projections(ProjectionsCommand::Status { format }) => {
             let pool = cli.pool().await?;
             let db = cli.mongo().await?;
-            let nats = cli.jetstream().await.ok();
-            let report = status::gather(&pool, &db, nats.as_ref()).await?;
+            let nats = cli.jetstream().await.map_err(|e| format!("{e:#}"));
+            let report = status::gather(&pool, &db, nats.as_ref().map_err(Clone::clone)).await?;
             match format {
                 StatusFormat::Json => writeln!(
                     std::io::stdout(),
@@ -337,11 +339,14 @@ async fn run(cli: Cli) -> anyhow::Result<Done> {
             let models = rebuild::select(name).context("unknown read model")?;
             let pool = cli.pool().await?;
             let db = cli.mongo().await?;
-            if *break_lock && rebuild::break_lock(&db).await? {
-                eprintln!("removed the lock of an earlier rebuild");
-            }
             let mut progress = cli.progress();
-            match rebuild::rebuild(&pool, &db, &models, &mut progress).await {
+            let outcome = async {
+                if *break_lock && rebuild::break_lock(&db).await? {
+                    eprintln!("removed the lock of an earlier rebuild");
+                }
+                rebuild::rebuild(&pool, &db, &models, &mut progress).await
+            };
+            match outcome.await {
                 Ok(report) => Ok(rebuilt(name, &report)?),
                 Err(e) => match e.downcast::<rebuild::Busy>() {
                     Ok(busy) => {
@@ -407,7 +412,9 @@ async fn replay(pool: &PgPool, args: &ReplayArgs, progress: &mut Progress) -> an
         aggregate_id: args.aggregate_id,
         since: args.since,
         until: args.until,
-        through: None,
+        // Only settled positions: nothing can still appear below them, so a later replay
+        // `--from-position` the next one misses nothing.
+        through: Some(settled_horizon(pool).await?),
     };
     let mut out = BufWriter::new(std::io::stdout().lock());
     if matches!(args.format, Format::Table) {
@@ -434,6 +441,19 @@ async fn replay(pool: &PgPool, args: &ReplayArgs, progress: &mut Progress) -> an
     Ok(Done::Ok)
 }
 
+async fn settled_horizon(pool: &PgPool) -> anyhow::Result<i64> {
+    use command_api::relay::high_water::{Scope, safe_horizon};
+    let scope = Scope::detect(pool).await?;
+    loop {
+        if let Some(horizon) =
+            safe_horizon(pool, scope, 0, std::time::Duration::from_secs(1)).await?
+        {
+            return Ok(horizon);
+        }
+        eprintln!("waiting for transactions in flight to finish...");
+    }
+}
+
 async fn tail(
     js: &async_nats::jetstream::Context,
     prefix: &Prefix,
@@ -447,11 +467,13 @@ async fn tail(
         .strip_prefix(&format!("{}.", prefix.as_str()))
         .filter(|_| !prefix.is_empty())
         .unwrap_or(&args.filter);
-    anyhow::ensure!(
-        base == "events.>" || base.starts_with("events."),
-        "--filter must be a subject within events.> (got {:?})",
-        args.filter
-    );
+    if !(base == "events.>" || base.starts_with("events.")) {
+        eprintln!(
+            "error: --filter must be a subject within events.> (got {:?})",
+            args.filter
+        );
+        return Ok(Done::Usage);
+    }
     let stream = js
         .get_stream(prefix.events_stream())
         .await
@@ -491,6 +513,10 @@ async fn tail(
             anyhow::bail!("the subscription ended");
         };
         let message = message.map_err(|e| anyhow::anyhow!("reading events: {e}"))?;
+        // A copy `dlq requeue` sent back for one consumer is not a new event.
+        if shared::nats::headers::requeued_for_another(message.headers.as_ref(), None) {
+            continue;
+        }
         match serde_json::from_slice::<EventEnvelope>(&message.payload) {
             Ok(event) => write_event(&mut out, &event, args.format)?,
             Err(e) => eprintln!(

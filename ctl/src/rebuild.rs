@@ -1,18 +1,23 @@
 //! Zero-downtime rebuild of read models from the event store.
 //!
-//! 1. **Build** every read model into shadow collections (`rebuild__<name>`, same database)
-//!    by replaying the store through the projector's own folds, an aggregate at a time (each
-//!    document folded completely and written once), up to the settled horizon (no position
-//!    below it can still appear). The live collections keep serving, and the live projector
-//!    keeps writing them.
-//! 2. **Catch up**: replay again up to the new horizon, until the shadow is a few events behind.
-//! 3. **Switch**: rename each shadow collection over its live one (`renameCollection` with
+//! 1. **Prepare**: take the lock (one rebuild per database), drop leftover shadow collections
+//!    (`rebuild__<name>`, same database) and create their indexes. Then set the lock's phase to
+//!    `building`: from now on every projector applies each batch to the shadow collections
+//!    too (it looks at most once a second; the rebuild waits longer than that).
+//! 2. **Build** every read model into the shadows by replaying the store through the
+//!    projector's own folds, an aggregate at a time (each document folded completely and
+//!    written once), up to the settled horizon (no position below it can still appear). The
+//!    live collections keep serving.
+//! 3. **Catch up** in position order to the new horizon, until the shadow is a few events
+//!    behind. Whatever the live projector applied meanwhile is in the shadow as well.
+//! 4. **Switch**: rename each shadow collection over its live one (`renameCollection` with
 //!    `dropTarget`). A rename is atomic: a reader sees the old complete model or the new one,
-//!    never a half-built one. Indexes move with the collection.
-//! 4. **Settle**: the live projector wrote its last few events into the old collections before
-//!    the switch; replay from where the shadow stopped up to the horizon taken *after* the
-//!    switch, into the live collections. Every fold is idempotent and version-guarded, so what
-//!    the live projector also applies is skipped.
+//!    never a half-built one; indexes move with the collection. Since projectors wrote every
+//!    batch to both, the new model lacks nothing the old one had.
+//! 5. **Settle**: replay from where the shadow stopped to the horizon taken after the switch
+//!    into the live collections (a safety net for a projector that did not write both; every
+//!    fold is idempotent and version-guarded, so what is in place is skipped). Then leave
+//!    the `building` phase, wait for projectors to notice, drop the shadows, release the lock.
 //!
 //! View tallies (`product_views*`) are not read models of the event store and are never
 //! touched. Every model is built (product documents carry review statistics, so they need the
@@ -30,18 +35,20 @@ use mongodb::{
     bson::{self, Document, doc},
 };
 use projector::projections::{self, Outcome, SHADOW_PREFIX, Store};
-use shared::read_model;
+use shared::read_model::{self, REBUILD_BUILDING, REBUILD_LOCK_ID as LOCK_ID, REBUILDS};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::progress::Progress;
 
-/// Where rebuilds record their lock and their results.
-pub const REBUILDS: &str = "projector_rebuilds";
-const LOCK_ID: &str = "lock";
 /// Events read and applied at a time.
 const CHUNK: i64 = 1000;
 /// Catch up until the shadow is at most this far behind, then switch.
 const CLOSE_ENOUGH: i64 = 100;
+/// Longer than a projector takes to notice a phase change and finish the batch in hand.
+const NOTICE: Duration = Duration::from_secs(3);
+/// A lock whose holder has not shown signs of life for this long may be broken.
+const STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// A read model and its collections.
 pub struct Model {
@@ -101,32 +108,16 @@ pub async fn rebuild(
     models: &[&Model],
     progress: &mut Progress,
 ) -> anyhow::Result<Report> {
-    let rebuilds = db.collection::<Document>(REBUILDS);
-    let lock = doc! {
-        "_id": LOCK_ID,
-        "since": bson::DateTime::now(),
-        "host": hostname(),
-        "pid": i64::from(std::process::id()),
-        "models": models.iter().map(|m| m.name).collect::<Vec<_>>(),
-    };
-    if let Err(e) = rebuilds.insert_one(lock).await {
-        if let Some(holder) = rebuilds.find_one(doc! { "_id": LOCK_ID }).await? {
-            return Err(Busy {
-                since: holder
-                    .get_datetime("since")
-                    .map(|t| t.to_string())
-                    .unwrap_or_default(),
-                host: holder.get_str("host").unwrap_or_default().to_owned(),
-                pid: holder.get_i64("pid").unwrap_or(0),
-            }
-            .into());
-        }
-        return Err(e).context("taking the rebuild lock");
+    let lock = Lock::take(db, models).await?;
+    let outcome = run(pool, db, models, progress, &lock).await;
+    if outcome.is_err() {
+        // Projectors stop writing the shadows before the lock goes.
+        let _ = lock.phase("failed").await;
     }
-    let outcome = run(pool, db, models, progress).await;
-    let unlocked = rebuilds.delete_one(doc! { "_id": LOCK_ID }).await;
+    let unlocked = lock.release().await;
     let report = outcome?;
     unlocked.context("releasing the rebuild lock")?;
+    let rebuilds = db.collection::<Document>(REBUILDS);
     for model in models {
         rebuilds
             .replace_one(
@@ -145,13 +136,103 @@ pub async fn rebuild(
     Ok(report)
 }
 
-/// Breaks a lock left by a rebuild that died (the process was killed).
+/// The rebuild lock: one document, owned by one run, with a heartbeat.
+struct Lock {
+    rebuilds: mongodb::Collection<Document>,
+    owner: String,
+}
+
+impl Lock {
+    async fn take(db: &Database, models: &[&Model]) -> anyhow::Result<Self> {
+        let rebuilds = db.collection::<Document>(REBUILDS);
+        let owner = Uuid::new_v4().to_string();
+        let now = bson::DateTime::now();
+        let lock = doc! {
+            "_id": LOCK_ID,
+            "owner": &owner,
+            "phase": "preparing",
+            "since": now,
+            "alive_at": now,
+            "host": hostname(),
+            "pid": i64::from(std::process::id()),
+            "models": models.iter().map(|m| m.name).collect::<Vec<_>>(),
+        };
+        if let Err(e) = rebuilds.insert_one(lock).await {
+            if let Some(holder) = rebuilds.find_one(doc! { "_id": LOCK_ID }).await? {
+                return Err(Busy::from(&holder).into());
+            }
+            return Err(e).context("taking the rebuild lock");
+        }
+        Ok(Self { rebuilds, owner })
+    }
+
+    async fn phase(&self, phase: &str) -> anyhow::Result<()> {
+        self.set(doc! { "phase": phase, "alive_at": bson::DateTime::now() })
+            .await
+    }
+
+    async fn heartbeat(&self) -> anyhow::Result<()> {
+        self.set(doc! { "alive_at": bson::DateTime::now() }).await
+    }
+
+    async fn set(&self, fields: Document) -> anyhow::Result<()> {
+        let updated = self
+            .rebuilds
+            .update_one(
+                doc! { "_id": LOCK_ID, "owner": &self.owner },
+                doc! { "$set": fields },
+            )
+            .await?;
+        anyhow::ensure!(
+            updated.matched_count == 1,
+            "the rebuild lock was taken away (camctl projections rebuild --break-lock?)"
+        );
+        Ok(())
+    }
+
+    /// Deletes the lock if it is still ours.
+    async fn release(self) -> anyhow::Result<()> {
+        self.rebuilds
+            .delete_one(doc! { "_id": LOCK_ID, "owner": &self.owner })
+            .await?;
+        Ok(())
+    }
+}
+
+impl From<&Document> for Busy {
+    fn from(holder: &Document) -> Self {
+        Busy {
+            since: holder
+                .get_datetime("since")
+                .map(|t| t.to_string())
+                .unwrap_or_default(),
+            host: holder.get_str("host").unwrap_or_default().to_owned(),
+            pid: holder.get_i64("pid").unwrap_or(0),
+        }
+    }
+}
+
+/// Breaks a lock left by a rebuild that died (killed, or its machine gone): only one whose
+/// holder has shown no sign of life for a minute. `Ok(false)`: there was no lock.
 pub async fn break_lock(db: &Database) -> anyhow::Result<bool> {
-    let deleted = db
-        .collection::<Document>(REBUILDS)
-        .delete_one(doc! { "_id": LOCK_ID })
+    let rebuilds = db.collection::<Document>(REBUILDS);
+    let Some(holder) = rebuilds.find_one(doc! { "_id": LOCK_ID }).await? else {
+        return Ok(false);
+    };
+    let alive_at = holder
+        .get_datetime("alive_at")
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(0);
+    let silent = bson::DateTime::now().timestamp_millis() - alive_at;
+    if silent < STALE_AFTER.as_millis() as i64 {
+        return Err(Busy::from(&holder).into());
+    }
+    // Exactly the lock looked at, not one taken meanwhile.
+    let since = holder.get("since").cloned().unwrap_or(bson::Bson::Null);
+    rebuilds
+        .delete_one(doc! { "_id": LOCK_ID, "since": since })
         .await?;
-    Ok(deleted.deleted_count > 0)
+    Ok(true)
 }
 
 async fn run(
@@ -159,14 +240,18 @@ async fn run(
     db: &Database,
     models: &[&Model],
     progress: &mut Progress,
+    lock: &Lock,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let scope = Scope::detect(pool).await?;
     let shadow = Store::shadow(db.clone());
     drop_shadows(&shadow).await?;
     projections::ensure_indexes(&shadow).await?;
+    // From here on, projectors write every batch to the shadows too.
+    lock.phase(REBUILD_BUILDING).await?;
+    tokio::time::sleep(NOTICE).await;
 
-    // Build.
+    // Build: everything settled now (what projectors applied before they noticed included).
     let mut failed = Vec::new();
     let horizon = settled_horizon(pool, scope, 0).await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE position <= $1")
@@ -174,21 +259,22 @@ async fn run(
         .fetch_one(pool)
         .await?;
     progress.start("replaying", "events", total.unsigned_abs());
-    build(pool, &shadow, horizon, progress, &mut failed).await?;
+    build(pool, &shadow, horizon, progress, &mut failed, lock).await?;
     let mut at = horizon;
 
-    // Catch up with what arrived meanwhile.
+    // Catch up with what arrived meanwhile, until close.
     for _ in 0..10 {
         let horizon = settled_horizon(pool, scope, at).await?;
-        if horizon <= at {
+        if horizon - at <= CLOSE_ENOUGH {
             break;
         }
         progress.extend_to(progress.done() + count_between(pool, at, horizon).await?);
         at = replay(pool, &shadow, at, horizon, progress, &mut failed).await?;
-        if horizon - at <= CLOSE_ENOUGH {
-            break;
-        }
+        lock.heartbeat().await?;
     }
+    let horizon = settled_horizon(pool, scope, at).await?;
+    progress.extend_to(progress.done() + count_between(pool, at, horizon).await?);
+    at = replay(pool, &shadow, at, horizon, progress, &mut failed).await?;
     let events = progress.done();
     progress.finish();
 
@@ -206,8 +292,10 @@ async fn run(
                 .with_context(|| format!("switching in the rebuilt {name}"))?;
         }
     }
+    lock.phase("switched").await?;
+    let switched = Instant::now();
 
-    // Settle the live models with what the live projector wrote into the old collections.
+    // Settle: a safety net for whatever was written to the old collections alone.
     let live = Store::live(db.clone());
     let horizon = settled_horizon(pool, scope, at).await?;
     let behind = count_between(pool, at, horizon).await?;
@@ -216,7 +304,15 @@ async fn run(
     replay(pool, &live, at, horizon, progress, &mut settle_failed).await?;
     let settled = progress.done();
     progress.finish();
-    failed.extend(settle_failed);
+    // Racing the live projector, an event may be "not yet" here and done there a moment
+    // later; only an event that fails on its own counts.
+    failed.extend(
+        settle_failed
+            .into_iter()
+            .filter(|(_, reason)| reason != NOT_YET),
+    );
+    // Projectors stop writing the (now stray) shadow names before they are dropped.
+    tokio::time::sleep(NOTICE.saturating_sub(switched.elapsed())).await;
     drop_shadows(&shadow).await?;
     Ok(Report {
         events,
@@ -227,6 +323,8 @@ async fn run(
     })
 }
 
+const NOT_YET: &str = "an earlier version of this aggregate could not be applied";
+
 /// Applies every event up to `through` to the empty `store`, an aggregate at a time (each
 /// document is folded completely and written once; products come before the reviews whose
 /// statistics they carry).
@@ -236,6 +334,7 @@ async fn build(
     through: i64,
     progress: &mut Progress,
     failed: &mut Vec<(i64, String)>,
+    lock: &Lock,
 ) -> anyhow::Result<()> {
     let mut after: Option<store::AggregateKey> = None;
     loop {
@@ -252,6 +351,7 @@ async fn build(
         });
         apply(store, &chunk, failed).await?;
         progress.advance(chunk.len() as u64);
+        lock.heartbeat().await?;
     }
 }
 
@@ -266,10 +366,7 @@ async fn apply(
     for (envelope, outcome) in chunk.iter().zip(outcomes) {
         match outcome {
             Outcome::Done => {}
-            Outcome::NotYet => failed.push((
-                envelope.position,
-                "an earlier version of this aggregate could not be applied".into(),
-            )),
+            Outcome::NotYet => failed.push((envelope.position, NOT_YET.into())),
             Outcome::Failed(e) => failed.push((envelope.position, format!("{e:#}"))),
         }
     }

@@ -28,8 +28,10 @@ pub struct Report {
     pub models: Vec<ModelState>,
     /// Durable consumers on the streams, when NATS answers.
     pub consumers: Vec<ConsumerState>,
-    /// Parked messages per consumer, when NATS answers.
-    pub dead_letters: BTreeMap<String, u64>,
+    /// Parked messages per consumer; `None` when NATS did not answer.
+    pub dead_letters: Option<BTreeMap<String, u64>>,
+    /// Why NATS figures are missing, if they are.
+    pub nats_error: Option<String>,
     /// The models a running rebuild works on, and since when.
     pub rebuilding: Option<String>,
 }
@@ -58,7 +60,7 @@ pub struct ConsumerState {
 pub async fn gather(
     pool: &PgPool,
     db: &Database,
-    nats: Option<&(async_nats::jetstream::Context, Prefix)>,
+    nats: Result<&(async_nats::jetstream::Context, Prefix), String>,
 ) -> anyhow::Result<Report> {
     let applied = read_model::applied_position(db).await?;
     let (store_position, lag_events, oldest): (i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
@@ -75,7 +77,7 @@ pub async fn gather(
     });
 
     let rebuilds: BTreeMap<String, Document> = db
-        .collection::<Document>(rebuild::REBUILDS)
+        .collection::<Document>(read_model::REBUILDS)
         .find(doc! {})
         .await?
         .try_collect::<Vec<_>>()
@@ -104,9 +106,9 @@ pub async fn gather(
             last_rebuild_seconds: last.and_then(|d| d.get_f64("seconds").ok()),
         });
     }
-    let rebuilding = rebuilds.get("lock").map(|lock| {
+    let rebuilding = rebuilds.get(read_model::REBUILD_LOCK_ID).map(|lock| {
         format!(
-            "{} since {}",
+            "{} ({}) since {}",
             lock.get_array("models")
                 .map(|m| m
                     .iter()
@@ -114,14 +116,19 @@ pub async fn gather(
                     .collect::<Vec<_>>()
                     .join(", "))
                 .unwrap_or_default(),
+            lock.get_str("phase").unwrap_or("preparing"),
             lock.get_datetime("since")
                 .map(|t| t.to_string())
                 .unwrap_or_default()
         )
     });
 
-    let (mut consumers, mut dead_letters) = (Vec::new(), BTreeMap::new());
-    if let Some((js, prefix)) = nats {
+    let mut consumers = Vec::new();
+    let (mut dead_letters, mut nats_error) = (None, None);
+    if let Err(e) = &nats {
+        nats_error = Some(e.clone());
+    }
+    if let Ok((js, prefix)) = nats {
         for stream_name in [prefix.events_stream(), prefix.views_stream()] {
             let Ok(stream) = js.get_stream(&stream_name).await else {
                 continue;
@@ -140,10 +147,15 @@ pub async fn gather(
                 });
             }
         }
-        if let Ok(letters) = dlq::list(js, prefix, None).await {
-            for letter in letters {
-                *dead_letters.entry(letter.consumer).or_insert(0) += 1;
+        match dlq::list(js, prefix, None).await {
+            Ok(letters) => {
+                let mut counts = BTreeMap::new();
+                for letter in letters {
+                    *counts.entry(letter.consumer).or_insert(0) += 1;
+                }
+                dead_letters = Some(counts);
             }
+            Err(e) => nats_error = Some(format!("{e:#}")),
         }
     }
     Ok(Report {
@@ -154,6 +166,7 @@ pub async fn gather(
         models,
         consumers,
         dead_letters,
+        nats_error,
         rebuilding,
     })
 }
@@ -169,6 +182,12 @@ pub fn print(report: &Report, out: &mut impl Write) -> anyhow::Result<()> {
     )?;
     if let Some(rebuilding) = &report.rebuilding {
         writeln!(out, "rebuilding         {rebuilding}")?;
+    }
+    if let Some(error) = &report.nats_error {
+        writeln!(
+            out,
+            "NATS               unavailable ({error}): consumers and dead letters not shown"
+        )?;
     }
     writeln!(out)?;
     writeln!(
@@ -209,7 +228,11 @@ pub fn print(report: &Report, out: &mut impl Write) -> anyhow::Result<()> {
                 grouped(c.pending),
                 c.acknowledging,
                 c.redelivered,
-                report.dead_letters.get(&c.name).copied().unwrap_or(0),
+                report
+                    .dead_letters
+                    .as_ref()
+                    .and_then(|d| d.get(&c.name).copied())
+                    .unwrap_or(0),
             )?;
         }
     }

@@ -88,6 +88,9 @@ impl Emails {
     }
 
     async fn handle(&self, message: &jetstream::Message) -> AckKind {
+        if shared::nats::headers::requeued_for_another(message.headers.as_ref(), Some(CONSUMER)) {
+            return AckKind::Ack;
+        }
         let attempts = message.info().map(|i| i.delivered).unwrap_or(1);
         let outcome = match serde_json::from_slice::<EventEnvelope>(&message.payload) {
             Ok(envelope) => self.apply(&envelope, message).await,
@@ -267,7 +270,10 @@ impl Emails {
                 Err(e) => Err(anyhow::anyhow!("no usable address {address:?}: {e}")),
             };
             let outcome = match sent {
-                Ok(()) => "sent",
+                Ok(()) => {
+                    metrics::counter!("notifier_mails_sent_total").increment(1);
+                    "sent"
+                }
                 // This recipient will never take it (a 5xx, a bad address): park it for this
                 // recipient alone and go on, so one bad address blocks nobody.
                 Err(e) if is_permanent(&e) => {

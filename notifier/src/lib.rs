@@ -52,7 +52,17 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // The metrics recorder exists before the first thing is counted.
+        shared::telemetry::metrics_handle();
         let read_side = ReadSide::connect(&config.read_side, "notifier").await?;
+        // The series dashboards graph exist from the start, at zero.
+        for counter in [
+            "notifier_mails_sent_total",
+            "notifier_mail_failures_total",
+            "notifier_views_tallied_total",
+        ] {
+            metrics::counter!(counter).increment(0);
+        }
         let tasks = CancellationToken::new();
         let live = live::Live::spawn(
             read_side.nats(),

@@ -69,6 +69,10 @@ impl Live {
                             None => break,
                         },
                     };
+                    // A requeued copy is old news.
+                    if shared::nats::headers::requeued_for_another(message.headers.as_ref(), None) {
+                        continue;
+                    }
                     let Ok(envelope) = serde_json::from_slice::<EventEnvelope>(&message.payload)
                     else {
                         continue;

@@ -37,7 +37,17 @@ impl Checkpointer {
         let mut seen = Seen::default();
         let mut wait = Duration::from_secs(1);
         let mut handles = None;
+        let mut depths = DlqDepths::default();
+        // The series exists from the start; measured within a few seconds.
+        metrics::gauge!("dlq_depth", "consumer" => self.consumer.clone()).set(0.0);
+        let mut last_depth = tokio::time::Instant::now() - DLQ_DEPTH_EVERY;
         loop {
+            if last_depth.elapsed() >= DLQ_DEPTH_EVERY {
+                last_depth = tokio::time::Instant::now();
+                if let Err(e) = depths.measure(&self.js, &self.prefix, &self.consumer).await {
+                    tracing::debug!(error = format!("{e:#}"), "DLQ depth not measured");
+                }
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.nudge.notified() => {}
@@ -105,10 +115,55 @@ impl Checkpointer {
         } else {
             0.0
         };
+        metrics::gauge!("nats_consumer_pending", "consumer" => self.consumer.clone())
+            .set(info.num_pending as f64);
+        metrics::gauge!("nats_consumer_ack_pending", "consumer" => self.consumer.clone())
+            .set(info.num_ack_pending as f64);
         metrics::gauge!("projector_position").set(seen.position as f64);
         metrics::gauge!("projector_lag_events").set(behind as f64);
         metrics::gauge!("projector_lag_seconds").set(lag_seconds);
         Ok(info.num_ack_pending)
+    }
+}
+
+const DLQ_DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+/// `dlq_depth{consumer}`: messages parked in `DLQ` per consumer, for every consumer (the
+/// notifier's too), measured from the stream's per-subject counts.
+#[derive(Default)]
+struct DlqDepths {
+    seen: std::collections::BTreeSet<String>,
+}
+
+impl DlqDepths {
+    async fn measure(
+        &mut self,
+        js: &jetstream::Context,
+        prefix: &Prefix,
+        own: &str,
+    ) -> anyhow::Result<()> {
+        use futures::TryStreamExt as _;
+
+        let stream = js.get_stream(prefix.dlq_stream()).await?;
+        let base = prefix.subject("dlq.");
+        let mut depths: std::collections::BTreeMap<String, u64> =
+            [(own.to_owned(), 0)].into_iter().collect();
+        let mut subjects = stream.info_with_subjects(prefix.subject("dlq.>")).await?;
+        while let Some((subject, count)) = subjects.try_next().await? {
+            let consumer = subject
+                .strip_prefix(&base)
+                .and_then(|rest| rest.split('.').next())
+                .unwrap_or("unknown");
+            *depths.entry(consumer.to_owned()).or_insert(0) += count as u64;
+        }
+        for gone in self.seen.iter().filter(|c| !depths.contains_key(*c)) {
+            metrics::gauge!("dlq_depth", "consumer" => gone.clone()).set(0.0);
+        }
+        for (consumer, depth) in &depths {
+            metrics::gauge!("dlq_depth", "consumer" => consumer.clone()).set(*depth as f64);
+        }
+        self.seen = depths.into_keys().collect();
+        Ok(())
     }
 }
 

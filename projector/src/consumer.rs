@@ -42,6 +42,48 @@ pub struct Projector {
     pub acked: Arc<Notify>,
     /// Cancelled when the service stops (a batch retrying through a store outage gives up).
     pub stopping: CancellationToken,
+    pub rebuild: RebuildWatch,
+}
+
+/// Whether a rebuild is building shadow models right now; looked up at most once a second.
+pub struct RebuildWatch {
+    db: Database,
+    seen: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
+}
+
+/// How long a projector may go on without noticing a rebuild's phase change; rebuilds wait
+/// longer than this (plus a batch) before relying on it.
+pub const REBUILD_WATCH_TTL: Duration = Duration::from_secs(1);
+
+impl RebuildWatch {
+    pub fn new(db: Database) -> Self {
+        Self {
+            db,
+            seen: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub async fn building(&self) -> bool {
+        let cached = *self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, building)) = cached {
+            if at.elapsed() < REBUILD_WATCH_TTL {
+                return building;
+            }
+        }
+        let lock = self
+            .db
+            .collection::<mongodb::bson::Document>(shared::read_model::REBUILDS)
+            .find_one(mongodb::bson::doc! {
+                "_id": shared::read_model::REBUILD_LOCK_ID,
+                "phase": shared::read_model::REBUILD_BUILDING,
+            })
+            .await;
+        // The store failing here fails the batch below as well; assume no rebuild meanwhile.
+        let building = matches!(lock, Ok(Some(_)));
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), building));
+        building
+    }
 }
 
 impl Projector {
@@ -96,6 +138,13 @@ impl Projector {
         let mut readable = Vec::with_capacity(batch.len());
         let mut envelopes = Vec::with_capacity(batch.len());
         for message in batch {
+            if shared::nats::headers::requeued_for_another(
+                message.headers.as_ref(),
+                Some(&self.consumer),
+            ) {
+                acknowledge(&message, AckKind::Ack).await?;
+                continue;
+            }
             match serde_json::from_slice::<EventEnvelope>(&message.payload) {
                 Ok(envelope) => {
                     envelopes.push(envelope);
@@ -115,8 +164,22 @@ impl Projector {
         // retry budget), never parking them.
         let mut wait = Duration::from_millis(500);
         let store = projections::Store::live(self.db.clone());
+        // While a rebuild builds its shadow models, they get every batch too (first, so an
+        // event acknowledged here is in both).
+        let shadow = self
+            .rebuild
+            .building()
+            .await
+            .then(|| projections::Store::shadow(self.db.clone()));
         let outcomes = loop {
-            match projections::apply_batch(&store, &envelopes).await {
+            let applied = async {
+                if let Some(shadow) = &shadow {
+                    // Outcomes there do not matter: the rebuild replays what is not in place.
+                    projections::apply_batch(shadow, &envelopes).await?;
+                }
+                projections::apply_batch(&store, &envelopes).await
+            };
+            match applied.await {
                 Ok(outcomes) => break outcomes,
                 Err(e) => {
                     tracing::warn!(
@@ -147,6 +210,8 @@ impl Projector {
                 Outcome::Done => {
                     applied += 1;
                     metrics::gauge!("projector_applied_position").set(envelope.position as f64);
+                    metrics::gauge!("projector_model_position", "model" => projections::model_of(&envelope.aggregate_type))
+                        .set(envelope.position as f64);
                     AckKind::Ack
                 }
                 Outcome::NotYet if attempts < MAX_WAITS => AckKind::Nak(Some(

@@ -68,6 +68,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // The metrics recorder exists before the first thing is counted.
+        shared::telemetry::metrics_handle();
         let db = shared::mongo::connect(&config.mongo, "projector").await?;
         let nats = shared::nats::connect(&config.nats.url, "projector").await?;
         let js = async_nats::jetstream::new(nats.clone());
@@ -79,6 +81,7 @@ impl Application {
             consumer: config.consumer.clone(),
             acked: acked.clone(),
             stopping: CancellationToken::new(),
+            rebuild: consumer::RebuildWatch::new(db.clone()),
         };
         let checkpointer = Checkpointer {
             js,

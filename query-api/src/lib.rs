@@ -32,6 +32,8 @@ pub struct Config {
     pub cache_bytes: usize,
     /// `BLOB_DIR`: where uploaded images are stored (written by command-api).
     pub blob_dir: std::path::PathBuf,
+    /// `RATE_LIMIT_ANONYMOUS`, `RATE_LIMIT_USER`, `TRUST_PROXY_HEADERS`.
+    pub rate_limit: shared::http::RateLimitConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -42,6 +44,7 @@ impl Config {
             read_side: ReadSideConfig::from_env(src)?,
             cache_bytes: config::parsed(src, "QUERY_CACHE_BYTES", 64 << 20)?,
             blob_dir: config::blob_dir(src),
+            rate_limit: shared::http::RateLimitConfig::from_env(src)?,
             telemetry: TelemetryConfig::from_env(src)?,
         })
     }
@@ -57,6 +60,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // The metrics recorder exists before the first thing is counted.
+        shared::telemetry::metrics_handle();
         let read_side = ReadSide::connect(&config.read_side, "query-api").await?;
         // Background tasks stop with the service; the view publisher drains first.
         let tasks = CancellationToken::new();
@@ -75,7 +80,11 @@ impl Application {
             blobs: std::sync::Arc::new(shared::blobs::FsBlobStore::new(&config.blob_dir)),
         };
         // Reads go on without NATS; it is reported, not required.
-        let router = http::router(state, read_side.readiness(false));
+        let limiter = shared::http::RateLimiter::new(
+            config.rate_limit,
+            shared::auth::TokenVerifier::new(&config.read_side.public_key),
+        );
+        let router = http::router(state, read_side.readiness(false), limiter);
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding QUERY_API_ADDR {}", config.addr))?;

@@ -12,6 +12,7 @@ pub mod http;
 pub mod money;
 pub mod mongo;
 pub mod nats;
+pub mod openapi;
 pub mod problem;
 pub mod read_model;
 pub mod read_side;

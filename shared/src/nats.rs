@@ -89,6 +89,28 @@ pub mod headers {
     pub const EVENT_TYPE: &str = "Event-Type";
     pub const EVENT_POSITION: &str = "Event-Position";
     pub const TRACEPARENT: &str = "traceparent";
+    /// On a copy `camctl dlq requeue` sent back: the DLQ sequence it came from.
+    pub const REQUEUED: &str = "Dlq-Requeued";
+    /// On such a copy: the one consumer that should act on it (the one that parked it).
+    pub const REQUEUED_FOR: &str = "Dlq-Requeued-For";
+
+    /// Whether a consumer named `consumer` should skip `headers`' message: a requeued copy
+    /// meant for another consumer (or, with `None`, for any durable consumer at all).
+    pub fn requeued_for_another(
+        headers: Option<&async_nats::HeaderMap>,
+        consumer: Option<&str>,
+    ) -> bool {
+        let Some(headers) = headers else {
+            return false;
+        };
+        if headers.get(REQUEUED).is_none() {
+            return false;
+        }
+        match (headers.get(REQUEUED_FOR), consumer) {
+            (Some(target), Some(consumer)) => target.as_str() != consumer,
+            _ => true,
+        }
+    }
 }
 
 /// A message a consumer gives up on, for [`dead_letter`].
@@ -225,10 +247,15 @@ pub async fn ensure_streams(js: &jetstream::Context, prefix: &Prefix) -> anyhow:
                         .with_context(|| format!("updating stream {name}"))?;
                 }
             }
+            // Created, never "created or updated": that sends an update first, and an update
+            // racing the stream's deletion is what crashes nats-server 2.9.
             Err(_) => {
-                js.create_or_update_stream(config)
-                    .await
-                    .with_context(|| format!("creating stream {name}"))?;
+                if let Err(e) = js.create_stream(config).await {
+                    // Another service may have created it meanwhile.
+                    js.get_stream(&name)
+                        .await
+                        .with_context(|| format!("creating stream {name}: {e}"))?;
+                }
             }
         }
     }

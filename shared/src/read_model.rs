@@ -31,3 +31,11 @@ pub async fn applied_position(db: &Database) -> mongodb::error::Result<i64> {
         .and_then(|c| c.get_i64("position").ok())
         .unwrap_or(0))
 }
+
+/// Rebuilds record their lock and results here (`camctl projections rebuild`).
+pub const REBUILDS: &str = "projector_rebuilds";
+/// The lock document's `_id`. While its `phase` is [`REBUILD_BUILDING`], projectors apply
+/// every batch to the rebuild's shadow collections too, so nothing they apply is missing from
+/// the new models when those are switched in.
+pub const REBUILD_LOCK_ID: &str = "lock";
+pub const REBUILD_BUILDING: &str = "building";

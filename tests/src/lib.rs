@@ -122,6 +122,7 @@ impl TestEnv {
             publish_regions: vec!["south-america".to_owned()],
             blob_dir: self.data_dir().join("blobs"),
             max_image_bytes: 200_000,
+            rate_limit: shared::http::RateLimitConfig::OFF,
         }
     }
 
@@ -181,6 +182,7 @@ impl TestEnv {
             read_side: self.read_side_config(),
             cache_bytes: 8 << 20,
             blob_dir: self.data_dir().join("blobs"),
+            rate_limit: shared::http::RateLimitConfig::OFF,
             telemetry: Self::telemetry(),
         }
     }

@@ -53,6 +53,20 @@ impl Process {
         self.child.id()
     }
 
+    /// SIGTERM: the graceful stop an orchestrator asks for.
+    pub fn terminate(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().await.unwrap()
+    }
+
     /// SIGKILL: no graceful anything.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;

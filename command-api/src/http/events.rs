@@ -27,7 +27,7 @@ use axum::{
     routing::get,
 };
 use chrono::{DateTime, Utc};
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use serde_json::json;
 use shared::{ApiError, EventEnvelope, Role, http::QueryParams};
 use sqlx::PgPool;
@@ -42,7 +42,7 @@ use crate::{
 };
 
 /// Default and largest page of `GET /api/v1/events`.
-pub const DEFAULT_LIMIT: i64 = 100;
+pub const DEFAULT_LIMIT: i64 = 20;
 pub const MAX_LIMIT: i64 = 1000;
 /// Events read from the store at a time when streaming.
 const CHUNK: i64 = 1000;
@@ -99,18 +99,16 @@ impl Horizon {
         Ok(horizon)
     }
 
-    /// The horizon now, computed afresh (a page or an NDJSON export starts from it).
+    /// The horizon now, computed afresh (a page or an NDJSON export starts from it). If
+    /// writers in flight do not finish within a second, the last horizon the follower proved
+    /// settled is used: a little older, never unsafe.
     async fn now(&self) -> Result<i64, ApiError> {
         let current = *self.receiver.borrow();
-        loop {
-            let settled =
-                high_water::safe_horizon(&self.pool, self.scope, current, Duration::from_secs(1))
-                    .await
-                    .map_err(anyhow::Error::from)?;
-            if let Some(horizon) = settled {
-                return Ok(horizon.max(current));
-            }
-        }
+        let settled =
+            high_water::safe_horizon(&self.pool, self.scope, current, Duration::from_secs(1))
+                .await
+                .map_err(anyhow::Error::from)?;
+        Ok(settled.unwrap_or(current).max(current))
     }
 
     async fn follow(self, sender: watch::Sender<i64>, shutdown: CancellationToken) {
@@ -234,7 +232,9 @@ async fn list(
     filter.through = Some(horizon);
     let horizon_header = HeaderValue::from(horizon);
     if wants_ndjson(&headers) {
-        let body = Body::from_stream(ndjson(state.pool.clone(), after, filter));
+        // Ends with the service (a long export does not hold up shutdown).
+        let stop = state.shutdown.clone().cancelled_owned();
+        let body = Body::from_stream(ndjson(state.pool.clone(), after, filter).take_until(stop));
         let mut response = body.into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
@@ -362,10 +362,16 @@ async fn follow(
                 else {
                     continue;
                 };
-                if sender.send(event).await.is_err() {
-                    return;
+                // A client that stops reading must not hold up shutdown.
+                tokio::select! {
+                    sent = sender.send(event) => if sent.is_err() { return },
+                    _ = state.shutdown.cancelled() => return,
                 }
                 after = position;
+            }
+            // Long histories: the session is checked between chunks too.
+            if full && !caller.still_valid(&state.pool).await {
+                return;
             }
             if !full {
                 // Nothing else matches up to the horizon.

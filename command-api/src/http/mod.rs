@@ -4,6 +4,7 @@ mod admins;
 mod auth;
 mod caller;
 mod command;
+mod docs;
 pub mod events;
 mod jwks;
 mod products;
@@ -45,7 +46,11 @@ pub struct AppState {
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
-pub fn router(state: AppState, readiness: Readiness) -> Router {
+pub fn router(
+    state: AppState,
+    readiness: Readiness,
+    limiter: Arc<shared::http::RateLimiter>,
+) -> Router {
     Router::new()
         .merge(auth::router())
         .merge(users::router())
@@ -55,7 +60,13 @@ pub fn router(state: AppState, readiness: Readiness) -> Router {
         .merge(events::router())
         .merge(reviews::router(state.max_image_bytes))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            shared::http::rate_limit,
+        ))
+        .layer(axum::middleware::from_fn(shared::http::track))
         .merge(ops_router(readiness))
+        .merge(shared::openapi::router(docs::spec()))
         .layer(DefaultBodyLimit::max(shared::http::MAX_BODY_BYTES as usize))
         .layer(TraceLayer::new_for_http())
 }

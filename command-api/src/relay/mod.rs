@@ -70,7 +70,8 @@ impl Relay {
         }
     }
 
-    /// Runs until `shutdown`; a batch in flight is finished first.
+    /// Runs until `shutdown`; as leader it then publishes what is settled by then (what the
+    /// requests finished before shutdown appended) before it returns.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = self.config.poll_interval.min(Duration::from_millis(100));
         while !shutdown.is_cancelled() {
@@ -126,14 +127,19 @@ impl Relay {
         let mut settled = cursor;
         let batch_size = self.config.batch_size.max(1);
         let mut last_purge = Instant::now();
+        // Once shutdown began: whether a horizon has been taken since (it holds everything the
+        // finished requests appended).
+        let mut final_horizon = false;
         loop {
-            if settled <= cursor {
+            let stopping = shutdown.is_cancelled();
+            if settled <= cursor || (stopping && !final_horizon) {
                 let patience = Duration::from_secs(1);
                 if let Some(h) =
                     high_water::safe_horizon(&self.pool, scope, cursor, patience).await?
                 {
                     settled = settled.max(h);
                 }
+                final_horizon |= stopping;
             }
             let mut caught_up = true;
             if settled > cursor {
@@ -159,12 +165,14 @@ impl Relay {
                 crate::store::idempotency::purge_expired(&mut conn).await?;
             }
             self.report_lag(cursor).await?;
-            if shutdown.is_cancelled() {
+            if final_horizon && caught_up && settled <= cursor {
+                // Drained: everything settled when shutdown began is published.
                 return Ok(());
             }
-            if caught_up {
+            if caught_up && !shutdown.is_cancelled() {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
+                    // Look at the horizon once more, publish what it holds, then stop.
+                    _ = shutdown.cancelled() => {}
                     notification = listener.recv() => { notification.context("LISTEN")?; }
                     _ = tokio::time::sleep(self.config.poll_interval) => {
                         sqlx::query("SELECT 1").execute(&mut leader_conn).await

@@ -166,6 +166,9 @@ pub async fn append_events(
         })
         .collect();
     let position = stored.last().map_or(0, |&(_, p)| p);
+    // Counted when written in the transaction (a transaction that then rolls back is rare).
+    metrics::counter!("events_appended_total", "aggregate_type" => stream.aggregate_type)
+        .increment(events.len() as u64);
     Ok(Appended {
         version,
         position,

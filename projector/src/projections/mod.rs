@@ -91,6 +91,14 @@ pub struct Model {
 
 const MODELS: [Model; 3] = [users::MODEL, products::MODEL, reviews::MODEL];
 
+/// The read model an aggregate type's events feed (a metrics label).
+pub fn model_of(aggregate_type: &str) -> &'static str {
+    MODELS
+        .iter()
+        .find(|m| m.aggregate_type == aggregate_type)
+        .map_or("none", |m| m.collection)
+}
+
 /// The version guard every fold starts with: `None` when the event applies on top of
 /// `current`.
 pub fn guard(current: Option<&Document>, version: i64) -> Option<Fold> {

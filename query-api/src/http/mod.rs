@@ -2,6 +2,7 @@
 //! every read in [`read_your_writes`].
 
 mod caching;
+mod docs;
 mod keyset;
 mod products;
 mod reader;
@@ -41,7 +42,11 @@ pub struct QueryState {
     pub blobs: shared::blobs::Blobs,
 }
 
-pub fn router(state: QueryState, readiness: Readiness) -> Router {
+pub fn router(
+    state: QueryState,
+    readiness: Readiness,
+    limiter: std::sync::Arc<shared::http::RateLimiter>,
+) -> Router {
     Router::new()
         .merge(products::router())
         .merge(reports::router())
@@ -52,7 +57,13 @@ pub fn router(state: QueryState, readiness: Readiness) -> Router {
             read_your_writes,
         ))
         .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            limiter,
+            shared::http::rate_limit,
+        ))
+        .layer(middleware::from_fn(shared::http::track))
         .merge(shared::http::ops_router(readiness))
+        .merge(shared::openapi::router(docs::spec()))
         .layer(TraceLayer::new_for_http())
 }
 

@@ -289,6 +289,14 @@ impl Sse {
         }
     }
 
+    /// The next event, or `None` if none comes within `within`.
+    async fn next_within(&mut self, within: Duration) -> Option<(i64, Value)> {
+        tokio::time::timeout(within, self.next())
+            .await
+            .ok()
+            .flatten()
+    }
+
     async fn next(&mut self) -> Option<(i64, Value)> {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
@@ -416,4 +424,67 @@ async fn a_tail_started_mid_history_sees_every_position_once_in_order_across_new
     })
     .await;
     assert!(ended.is_ok(), "the tail stays open after logout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_committing_late_holds_the_tail_back_instead_of_being_skipped() {
+    use command_api::store::{self, ExpectedVersion, Metadata, StreamId};
+    use shared::events::ProductEvent;
+
+    let catalog = Catalog::start().await;
+    let api = &catalog.command;
+    let reader = analyst(api, &catalog.root, "lena").await;
+    let (_, before) = catalog.create(camera(1)).await;
+    // A writer takes the next position and stalls before committing.
+    let pool = catalog.env.pool().await;
+    let mut stalled = pool.begin().await.unwrap();
+    let late = store::append_events(
+        &mut stalled,
+        StreamId::of::<ProductEvent>(uuid::Uuid::now_v7()),
+        ExpectedVersion::NoStream,
+        &[crate::product_created("Late")],
+        &Metadata::new(None),
+    )
+    .await
+    .unwrap()
+    .position;
+    // Others commit after it.
+    let mut after_it = Vec::new();
+    for n in 2..5 {
+        after_it.push(catalog.create(camera(n)).await.1);
+    }
+    assert!(after_it.iter().all(|p| *p > late));
+
+    let mut tail = Sse::open(
+        api,
+        &format!("/api/v1/events/stream?after={before}"),
+        &reader.access,
+        None,
+    )
+    .await;
+    let page = api
+        .get(
+            &format!("/api/v1/events?after={before}"),
+            Some(&reader.access),
+        )
+        .await;
+    assert_eq!(
+        page.body["items"],
+        json!([]),
+        "nothing past an unsettled position"
+    );
+    assert!(
+        tail.next_within(Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "the tail waits for the stalled writer"
+    );
+    stalled.commit().await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        seen.push(tail.next().await.unwrap().0);
+    }
+    let mut expected = vec![late];
+    expected.extend(&after_it);
+    assert_eq!(seen, expected, "the late event first, nothing skipped");
 }

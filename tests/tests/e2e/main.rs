@@ -6,11 +6,14 @@
 pub mod catalog;
 mod ctl;
 mod dead_letters;
+mod deploy;
 mod directory;
+mod docs_page;
 mod event_log;
 mod identity;
 mod live;
 mod mail;
+mod operations;
 mod products;
 mod relay_resilience;
 mod relay_torture;

@@ -136,12 +136,50 @@ async fn rebuilding_under_read_load_never_shows_a_partial_model_and_equals_a_fre
             Ok::<_, String>(())
         }));
     }
-    // Live writes during the rebuild.
+    // Live writes during the rebuild; each update is read back with X-Min-Position and must
+    // never be missing, before, during or after the switch.
+    let written: Arc<std::sync::Mutex<Vec<(String, i64)>>> = Arc::default();
+    let checker = {
+        let (api, stop, written, token) = (
+            Api::new(&catalog.query_api),
+            stop.clone(),
+            written.clone(),
+            paula.access.clone(),
+        );
+        tokio::spawn(async move {
+            let mut checked = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<(String, i64)> = written.lock().unwrap().clone();
+                for (sku, position) in batch {
+                    let detail = Api::reply(
+                        api.request(reqwest::Method::GET, &format!("/api/v1/products/{sku}"))
+                            .header("x-min-position", position.to_string())
+                            .header("x-max-wait-ms", "5000")
+                            .bearer_auth(&token)
+                            .send()
+                            .await
+                            .unwrap(),
+                    )
+                    .await;
+                    if detail.status != 200 || detail.body["price"] != "42.00" {
+                        return Err(format!(
+                            "{sku} at position {position}: {} {:?}",
+                            detail.status, detail.body
+                        ));
+                    }
+                    checked += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok::<_, String>(checked)
+        })
+    };
     let writer = {
-        let (api, token, skus) = (
+        let (api, token, skus, written) = (
             Api::new(&catalog.command_api),
             catalog.root.access.clone(),
             skus.clone(),
+            written.clone(),
         );
         tokio::spawn(async move {
             let mut last = 0;
@@ -159,6 +197,7 @@ async fn rebuilding_under_read_load_never_shows_a_partial_model_and_equals_a_fre
                     .await;
                 assert_eq!(updated.status, 200);
                 last = updated.body["position"].as_i64().unwrap();
+                written.lock().unwrap().push((skus[n + 20].clone(), last));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             last
@@ -182,6 +221,8 @@ async fn rebuilding_under_read_load_never_shows_a_partial_model_and_equals_a_fre
     for reader in readers {
         reader.await.unwrap().unwrap();
     }
+    let checked = checker.await.unwrap().unwrap();
+    assert!(checked >= 20, "every update was read back: {checked}");
     assert!(
         reads.load(Ordering::Relaxed) > 10,
         "the readers were reading"
