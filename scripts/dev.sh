@@ -61,8 +61,8 @@ done
 cat <<TXT
 
 CamReviews is running (logs in $DATA_DIR/logs/):
-  command API   http://${ADDRS[command-api]}     (health /healthz, /readyz, /metrics)
-  query API     http://${ADDRS[query-api]}
+  command API   http://${ADDRS[command-api]}     (docs /docs; health /healthz, /readyz, /metrics)
+  query API     http://${ADDRS[query-api]}     (docs /docs)
   projector     http://${ADDRS[projector]}
   notifier      http://${ADDRS[notifier]}
   PostgreSQL    $DATABASE_URL

@@ -7,10 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use mongodb::bson::{Document, doc};
 use shared::config::MongoConfig;
-use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::stats::Row;
@@ -22,19 +20,11 @@ pub async fn run(admin_url: &str, mongodb_url: &str, events: u64) -> anyhow::Res
         "{} is missing: cargo build --release -p camctl",
         camctl.display()
     );
-    let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let name = format!("camreviews_bench_{id}");
-    let mut admin = PgConnection::connect(admin_url)
-        .await
-        .context("BENCH_DATABASE_URL")?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let mut url = url::Url::parse(admin_url)?;
-    url.set_path(&name);
+    let scratch = crate::store::ScratchDatabase::create(admin_url).await?;
+    let url = scratch.url.clone();
     let mongo = MongoConfig {
         url: mongodb_url.to_owned(),
-        db: name.clone(),
+        db: scratch.name.clone(),
     };
     let outcome = async {
         let products = i64::try_from(events / 2)?;
@@ -72,9 +62,7 @@ pub async fn run(admin_url: &str, mongodb_url: &str, events: u64) -> anyhow::Res
         ])
     }
     .await;
-    let _ = sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await;
+    let _ = scratch.drop().await;
     if let Ok(db) = shared::mongo::connect(&mongo, "bench").await {
         let _ = db.drop().await;
     }

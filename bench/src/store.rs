@@ -16,20 +16,42 @@ pub async fn run(
     levels: &[usize],
     duration: Duration,
 ) -> anyhow::Result<Vec<Row>> {
-    let name = format!("camreviews_bench_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(admin_url)
-        .await
-        .context("BENCH_DATABASE_URL")?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    let mut url = url::Url::parse(admin_url)?;
-    url.set_path(&name);
-    let outcome = scenarios(url.as_str(), levels, duration).await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
+    let scratch = ScratchDatabase::create(admin_url).await?;
+    let outcome = scenarios(scratch.url.as_str(), levels, duration).await;
+    scratch.drop().await?;
     outcome
+}
+
+/// A PostgreSQL database of a benchmark's own, dropped when it is done.
+pub struct ScratchDatabase {
+    admin: PgConnection,
+    pub name: String,
+    pub url: url::Url,
+}
+
+impl ScratchDatabase {
+    pub async fn create(admin_url: &str) -> anyhow::Result<Self> {
+        let name = format!(
+            "camreviews_bench_{}",
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        let mut admin = PgConnection::connect(admin_url)
+            .await
+            .context("BENCH_DATABASE_URL")?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+        let mut url = url::Url::parse(admin_url)?;
+        url.set_path(&name);
+        Ok(Self { admin, name, url })
+    }
+
+    pub async fn drop(mut self) -> anyhow::Result<()> {
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&mut self.admin)
+            .await?;
+        Ok(())
+    }
 }
 
 async fn scenarios(url: &str, levels: &[usize], duration: Duration) -> anyhow::Result<Vec<Row>> {

@@ -62,6 +62,13 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         // The metrics recorder exists before the first thing is counted.
         shared::telemetry::metrics_handle();
+        for counter in [
+            "query_views_recorded_total",
+            "query_views_published_total",
+            "query_views_dropped_total",
+        ] {
+            metrics::counter!(counter).increment(0);
+        }
         let read_side = ReadSide::connect(&config.read_side, "query-api").await?;
         // Background tasks stop with the service; the view publisher drains first.
         let tasks = CancellationToken::new();

@@ -15,6 +15,14 @@ use axum::{
 };
 use serde_json::{Map, Value, json};
 
+/// Ids the examples of both APIs use, so one document's answer is the other's request.
+pub mod ids {
+    pub const SKU: &str = "0192f5a8-8b7e-7c3d-9f10-3a4b5c6d7e8f";
+    pub const USER: &str = "0192f5a8-1111-7c3d-9f10-3a4b5c6d7e8f";
+    pub const REVIEW: &str = "0192f5a8-2222-7c3d-9f10-3a4b5c6d7e8f";
+    pub const IMAGE: &str = "0192f5a8-3333-7c3d-9f10-3a4b5c6d7e8f";
+}
+
 /// Where a parameter goes.
 #[derive(Debug, Clone, Copy)]
 pub enum In {

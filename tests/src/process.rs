@@ -49,6 +49,20 @@ impl Process {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// Signs in through this process (a command-api) and returns the access token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let login: serde_json::Value = reqwest::Client::new()
+            .post(self.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        login["access_token"].as_str().unwrap().to_owned()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }

@@ -21,6 +21,15 @@ const CURRENT_ROLE: &str = "SELECT u.role FROM sessions s JOIN users u ON u.id =
      WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.deleted_at IS NULL";
 
 impl Caller {
+    /// The caller, if they hold one of `roles`; 403 with `refusal` otherwise.
+    pub fn require(self, roles: &[Role], refusal: &str) -> Result<Self, ApiError> {
+        if roles.contains(&self.role) {
+            Ok(self)
+        } else {
+            Err(ApiError::Forbidden(refusal.to_owned()))
+        }
+    }
+
     /// The session still stands, the role is unchanged and the token has not expired: what a
     /// long-lived answer (a live tail) checks now and then.
     pub async fn still_valid(&self, pool: &sqlx::PgPool) -> bool {
@@ -86,9 +95,8 @@ impl FromRequestParts<AppState> for Admin {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        if caller.role != Role::Admin {
-            return Err(ApiError::Forbidden("only admins may do this".into()));
-        }
-        Ok(Admin(caller))
+        Ok(Admin(
+            caller.require(&[Role::Admin], "only admins may do this")?,
+        ))
     }
 }

@@ -2,12 +2,11 @@
 //! example requests and answers.
 
 use serde_json::{Value, json};
-use shared::openapi::{Endpoint, document, empty, header, ok, path, problem, query, typed};
-
-const SKU: &str = "0192f5a8-8b7e-7c3d-9f10-3a4b5c6d7e8f";
-const USER: &str = "0192f5a8-1111-7c3d-9f10-3a4b5c6d7e8f";
-const REVIEW: &str = "0192f5a8-2222-7c3d-9f10-3a4b5c6d7e8f";
-const IMAGE: &str = "0192f5a8-3333-7c3d-9f10-3a4b5c6d7e8f";
+use shared::openapi::{
+    Endpoint, document, empty, header,
+    ids::{IMAGE, REVIEW, SKU, USER},
+    ok, path, problem, query, typed,
+};
 
 fn user() -> Value {
     json!({

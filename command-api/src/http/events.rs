@@ -67,12 +67,10 @@ impl FromRequestParts<AppState> for Reader {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        match caller.role {
-            Role::Admin | Role::Analyst => Ok(Reader(caller)),
-            Role::Publisher => Err(ApiError::Forbidden(
-                "only admins and analysts may read the event log".into(),
-            )),
-        }
+        Ok(Reader(caller.require(
+            &[Role::Admin, Role::Analyst],
+            "only admins and analysts may read the event log",
+        )?))
     }
 }
 

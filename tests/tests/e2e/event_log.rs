@@ -205,16 +205,7 @@ async fn ndjson_of_100000_events_streams_in_bounded_memory() {
     let command_api = Process::start("command-api", "COMMAND_API_ADDR", &env_vars).await;
     let pid = command_api.pid().unwrap();
     let client = reqwest::Client::new();
-    let login: Value = client
-        .post(command_api.url("/api/v1/auth/login"))
-        .json(&json!({ "username": "root", "password": "root-password-1" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap();
+    let token = command_api.login("root", "root-password-1").await;
     // Let the relay publish the backlog first, so its work does not count.
     camreviews_tests::eventually(Duration::from_secs(120), || async {
         let published: Option<i64> =
@@ -229,7 +220,7 @@ async fn ndjson_of_100000_events_streams_in_bounded_memory() {
     let before = rss(pid);
     let mut response = client
         .get(command_api.url("/api/v1/events?type=ProductCreated"))
-        .bearer_auth(token)
+        .bearer_auth(&token)
         .header("accept", "application/x-ndjson")
         .send()
         .await

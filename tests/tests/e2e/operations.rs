@@ -7,7 +7,7 @@ use camreviews_tests::{Api, Process, TestEnv, stream};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::catalog::{Catalog, camera};
+use crate::catalog::camera;
 
 fn command_api_env(env: &TestEnv, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
     let mut vars = env.read_side_env();
@@ -21,19 +21,6 @@ fn command_api_env(env: &TestEnv, extra: &[(&'static str, &str)]) -> Vec<(&'stat
     vars
 }
 
-async fn login(client: &reqwest::Client, process: &Process) -> String {
-    let login: Value = client
-        .post(process.url("/api/v1/auth/login"))
-        .json(&json!({ "username": TestEnv::SUPERUSER.0, "password": TestEnv::SUPERUSER.1 }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    login["access_token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_burst_of_commands_loses_no_accepted_event() {
     let env = TestEnv::new().await;
@@ -44,7 +31,9 @@ async fn sigterm_during_a_burst_of_commands_loses_no_accepted_event() {
     )
     .await;
     let client = reqwest::Client::new();
-    let token = login(&client, &command_api).await;
+    let token = command_api
+        .login(TestEnv::SUPERUSER.0, TestEnv::SUPERUSER.1)
+        .await;
     let url = command_api.url("/api/v1/products");
     let writers: Vec<_> = (0..6)
         .map(|w| {
@@ -195,24 +184,74 @@ fn samples<'a>(page: &'a str, name: &str) -> Vec<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_show_the_named_series_after_a_short_workload() {
-    let catalog = Catalog::start().await;
-    let notifier = catalog.env.spawn_notifier().await;
-    let (sku, position) = catalog.create(camera(1)).await;
-    catalog.update(&sku, json!({ "price": "2.00" })).await;
-    let detail = catalog
-        .read_at(&format!("/api/v1/products/{sku}"), position, None)
+    // Each service as its own process, so each /metrics page is that service's alone.
+    let env = TestEnv::new().await;
+    let command_api = Process::start(
+        "command-api",
+        "COMMAND_API_ADDR",
+        &command_api_env(&env, &[]),
+    )
+    .await;
+    let read_side = env.read_side_env();
+    let projector = Process::start("projector", "PROJECTOR_ADDR", &read_side).await;
+    let query_api = Process::start("query-api", "QUERY_API_ADDR", &read_side).await;
+    let notifier = Process::start("notifier", "NOTIFIER_ADDR", &read_side).await;
+
+    let client = reqwest::Client::new();
+    let token = command_api
+        .login(TestEnv::SUPERUSER.0, TestEnv::SUPERUSER.1)
         .await;
-    assert_eq!(detail.status, 200);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let created: Value = client
+        .post(command_api.url("/api/v1/products"))
+        .bearer_auth(&token)
+        .json(&camera(1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sku = created["sku"].as_str().unwrap();
+    let updated = client
+        .put(command_api.url(&format!("/api/v1/products/{sku}")))
+        .bearer_auth(&token)
+        .json(&json!({ "price": "2.00" }))
+        .send()
+        .await
+        .unwrap();
+    let position = updated.headers()["x-event-position"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let detail = client
+        .get(query_api.url(&format!("/api/v1/products/{sku}")))
+        .header("x-min-position", position)
+        .header("x-max-wait-ms", "5000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(detail.status(), 200);
 
     let page = |url: String| async move { reqwest::get(url).await.unwrap().text().await.unwrap() };
-    let command = page(catalog.command_api.url("/metrics")).await;
-    let query = page(catalog.query_api.url("/metrics")).await;
-    let projector = page(catalog.projector.as_ref().unwrap().url("/metrics")).await;
-    let notifier = page(notifier.url("/metrics")).await;
-    // In-process services share one recorder, so each page holds every series; check each on
-    // the page of the service that owns it.
-    let expected: [(&str, &str, &str); 12] = [
+    // Gauges are refreshed every few seconds; wait for the last of them.
+    let mut pages = Default::default();
+    for _ in 0..40 {
+        pages = (
+            page(command_api.url("/metrics")).await,
+            page(query_api.url("/metrics")).await,
+            page(projector.url("/metrics")).await,
+            page(notifier.url("/metrics")).await,
+        );
+        let ready = !samples(&pages.2, "projector_model_position").is_empty()
+            && !samples(&pages.3, "notifier_views_tallied_total").is_empty()
+            && !samples(&pages.0, "relay_lag_events").is_empty();
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (command, query, projector, notifier) = pages;
+    let expected: [(&str, &str, &str); 14] = [
         ("command-api", &command, "http_requests_total"),
         (
             "command-api",
@@ -222,6 +261,8 @@ async fn metrics_show_the_named_series_after_a_short_workload() {
         ("command-api", &command, "events_appended_total"),
         ("command-api", &command, "relay_lag_events"),
         ("query-api", &query, "http_requests_total"),
+        ("query-api", &query, "http_request_duration_seconds_bucket"),
+        ("query-api", &query, "query_views_published_total"),
         ("projector", &projector, "projector_lag_events"),
         ("projector", &projector, "projector_model_position"),
         ("projector", &projector, "nats_consumer_pending"),
@@ -233,11 +274,19 @@ async fn metrics_show_the_named_series_after_a_short_workload() {
     for (service, page, name) in expected {
         assert!(
             !samples(page, name).is_empty(),
-            "{service} /metrics lacks {name}"
+            "{service} /metrics lacks {name}:\n{page}"
         );
     }
     let route = samples(&command, "http_requests_total")
         .into_iter()
         .any(|l| l.contains(r#"route="/api/v1/products/{sku}""#) && l.contains(r#"method="PUT""#));
     assert!(route, "per-route counts, labelled by pattern: {command}");
+    let model = samples(&projector, "projector_model_position")
+        .into_iter()
+        .any(|l| l.contains(r#"model="products""#));
+    assert!(model, "the products model's position: {projector}");
+    assert!(
+        samples(&query, "events_appended_total").is_empty(),
+        "each page is its own service's"
+    );
 }
