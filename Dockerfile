@@ -16,7 +16,9 @@ FROM debian:bookworm-20241111-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /var/lib/camreviews --create-home camreviews
+    && useradd --system --uid 10001 --home-dir /var/lib/camreviews --create-home camreviews \
+    && mkdir -p /var/lib/camreviews/blobs \
+    && chown camreviews: /var/lib/camreviews/blobs
 COPY --from=build /out/ /usr/local/bin/
 USER camreviews
 WORKDIR /var/lib/camreviews

@@ -86,6 +86,21 @@ ensure_chromium() {
     export CHROMIUM_BIN=$(command -v chromium)
 }
 
+# nginx from the OS packages, for the gateway test (NGINX_BIN).
+ensure_nginx() {
+    if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+        log "installing nginx (Debian package) for the gateway test"
+        local sudo=""
+        [[ $(id -u) == 0 ]] || sudo="sudo"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null \
+            && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light >/dev/null \
+            || die "could not install nginx (apt-get install nginx-light)"
+        # The package starts a server on port 80; the test runs its own.
+        $sudo service nginx stop >/dev/null 2>&1 || true
+    fi
+    export NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
+}
+
 ensure_secantus() {
     if [[ ! -x $VENV/bin/secantusd-py ]] || ! "$VENV/bin/pip" show -q "secantusdb" 2>/dev/null \
         | grep -q "Version: $SECANTUS_VERSION"; then

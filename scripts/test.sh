@@ -21,6 +21,8 @@ ensure_secantus
 export SECANTUSD_BIN=${SECANTUSD_BIN:-$VENV/bin/secantusd-py}
 # The /docs page is checked in a real headless browser.
 ensure_chromium
+# The gateway's shipped configuration is run against the services.
+ensure_nginx
 
 # Some tests run the service binaries themselves (start-up errors, SIGTERM).
 cargo build --workspace --bins

@@ -22,6 +22,9 @@ pub use config::Config;
 use identity::{password, superuser, throttle::LoginThrottle, tokens::TokenIssuer};
 use relay::{Relay, RelayConfig};
 
+/// How long the relay may take, after the last request, to publish what requests appended.
+const RELAY_DRAIN: Duration = Duration::from_secs(8);
+
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
@@ -130,7 +133,11 @@ impl Application {
         let served = shared::http::serve(self.listener, self.router, shutdown).await;
         // Every accepted command's events are in the store now: publish them, then stop.
         relay_stop.cancel();
-        relay.await.context("the relay task panicked")?;
+        match tokio::time::timeout(RELAY_DRAIN, relay).await {
+            Ok(joined) => joined.context("the relay task panicked")?,
+            // NATS away or a large backlog: the next leader publishes the rest.
+            Err(_) => tracing::warn!("the relay did not finish publishing within {RELAY_DRAIN:?}"),
+        }
         served?;
         Ok(())
     }

@@ -100,6 +100,8 @@ pub async fn requeue(
         shared::nats::headers::EVENT_TYPE,
         shared::nats::headers::EVENT_POSITION,
         shared::nats::headers::TRACEPARENT,
+        // A parked mail names its one recipient: only that one is retried.
+        "Dlq-Recipient",
     ] {
         if let Some(value) = message.headers.get(name) {
             headers.insert(name, value.as_str());

@@ -269,12 +269,11 @@ async fn run(
             break;
         }
         progress.extend_to(progress.done() + count_between(pool, at, horizon).await?);
-        at = replay(pool, &shadow, at, horizon, progress, &mut failed).await?;
-        lock.heartbeat().await?;
+        at = replay(pool, &shadow, at, horizon, progress, &mut failed, lock).await?;
     }
     let horizon = settled_horizon(pool, scope, at).await?;
     progress.extend_to(progress.done() + count_between(pool, at, horizon).await?);
-    at = replay(pool, &shadow, at, horizon, progress, &mut failed).await?;
+    at = replay(pool, &shadow, at, horizon, progress, &mut failed, lock).await?;
     let events = progress.done();
     progress.finish();
 
@@ -301,7 +300,7 @@ async fn run(
     let behind = count_between(pool, at, horizon).await?;
     progress.start("settling", "events", behind);
     let mut settle_failed = Vec::new();
-    replay(pool, &live, at, horizon, progress, &mut settle_failed).await?;
+    replay(pool, &live, at, horizon, progress, &mut settle_failed, lock).await?;
     let settled = progress.done();
     progress.finish();
     // Racing the live projector, an event may be "not yet" here and done there a moment
@@ -382,6 +381,7 @@ async fn replay(
     through: i64,
     progress: &mut Progress,
     failed: &mut Vec<(i64, String)>,
+    lock: &Lock,
 ) -> anyhow::Result<i64> {
     while after < through {
         let chunk = store::read_range(pool, after, through, CHUNK)
@@ -392,6 +392,7 @@ async fn replay(
         };
         apply(store, &chunk, failed).await?;
         progress.advance(chunk.len() as u64);
+        lock.heartbeat().await?;
         after = last;
     }
     Ok(after.max(through))

@@ -30,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use crate::mail::{Mail, Mailer};
 
 pub const CONSUMER: &str = "notifier";
+/// The header naming the one recipient a parked mail was for.
+const RECIPIENT: &str = "Dlq-Recipient";
 pub const MAX_ATTEMPTS: i64 = 8;
 const ADMINS: &str = "notifier_admins";
 const PRODUCTS: &str = "notifier_products";
@@ -233,15 +235,33 @@ impl Emails {
             None => None,
         };
         let content = Content::of(envelope, &event, &name, actor.as_ref());
+        // A copy `camctl dlq requeue` sent back retries the one recipient it was parked for
+        // (after the cause was fixed); every other recipient was handled already.
+        let requeued_for = message
+            .headers
+            .as_ref()
+            .filter(|h| h.get(shared::nats::headers::REQUEUED).is_some())
+            .map(|h| {
+                h.get(RECIPIENT)
+                    .map(|r| r.as_str().to_owned())
+                    .unwrap_or_default()
+            });
         for admin in admins {
             let recipient = admin.get_str("_id").unwrap_or_default().to_owned();
             if Some(&recipient) == actor_id.as_ref() {
                 continue;
             }
+            if requeued_for.as_ref().is_some_and(|r| *r != recipient) {
+                continue;
+            }
             let record_id = format!("{}:{recipient}", envelope.event_id);
             let sends = self.collection(SENDS);
-            if sends.find_one(doc! { "_id": &record_id }).await?.is_some() {
-                continue; // sent before this redelivery
+            if let Some(record) = sends.find_one(doc! { "_id": &record_id }).await? {
+                // Sent before this redelivery; or parked, unless this is the requeued copy.
+                let parked = record.get_str("outcome") == Ok("failed");
+                if !(parked && requeued_for.is_some()) {
+                    continue;
+                }
             }
             // Still working on it: no redelivery while this recipient's mail goes out.
             message
@@ -270,10 +290,7 @@ impl Emails {
                 Err(e) => Err(anyhow::anyhow!("no usable address {address:?}: {e}")),
             };
             let outcome = match sent {
-                Ok(()) => {
-                    metrics::counter!("notifier_mails_sent_total").increment(1);
-                    "sent"
-                }
+                Ok(()) => "sent",
                 // This recipient will never take it (a 5xx, a bad address): park it for this
                 // recipient alone and go on, so one bad address blocks nobody.
                 Err(e) if is_permanent(&e) => {
@@ -285,18 +302,15 @@ impl Emails {
                 Err(e) => return Err(e.context(format!("mailing admin {recipient}"))),
             };
             sends
-                .insert_one(doc! {
-                    "_id": &record_id, "event_id": envelope.event_id.to_string(),
-                    "recipient": &recipient, "outcome": outcome, "at": bson::DateTime::now(),
-                })
-                .await
-                .or_else(|e| {
-                    if is_duplicate_key(&e) {
-                        Ok(Default::default())
-                    } else {
-                        Err(e)
-                    }
-                })?;
+                .replace_one(
+                    doc! { "_id": &record_id },
+                    doc! {
+                        "event_id": envelope.event_id.to_string(),
+                        "recipient": &recipient, "outcome": outcome, "at": bson::DateTime::now(),
+                    },
+                )
+                .upsert(true)
+                .await?;
             let counter = if outcome == "sent" {
                 "notifier_mails_sent_total"
             } else {
@@ -328,7 +342,7 @@ impl Emails {
                 original: None,
                 payload: serde_json::to_vec(envelope)?.into(),
                 error,
-                extra: &[("Dlq-Recipient", recipient)],
+                extra: &[(RECIPIENT, recipient)],
             },
         )
         .await

@@ -63,11 +63,13 @@ impl RebuildWatch {
         }
     }
 
-    pub async fn building(&self) -> bool {
+    /// Whether a rebuild is building; an error (the store is away) is not remembered: the
+    /// batch fails and is retried, so no batch skips the shadows unknowingly.
+    pub async fn building(&self) -> anyhow::Result<bool> {
         let cached = *self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, building)) = cached {
             if at.elapsed() < REBUILD_WATCH_TTL {
-                return building;
+                return Ok(building);
             }
         }
         let lock = self
@@ -78,11 +80,10 @@ impl RebuildWatch {
                 "phase": shared::read_model::REBUILD_BUILDING,
             })
             .await;
-        // The store failing here fails the batch below as well; assume no rebuild meanwhile.
-        let building = matches!(lock, Ok(Some(_)));
+        let building = lock?.is_some();
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((std::time::Instant::now(), building));
-        building
+        Ok(building)
     }
 }
 
@@ -164,18 +165,14 @@ impl Projector {
         // retry budget), never parking them.
         let mut wait = Duration::from_millis(500);
         let store = projections::Store::live(self.db.clone());
-        // While a rebuild builds its shadow models, they get every batch too (first, so an
-        // event acknowledged here is in both).
-        let shadow = self
-            .rebuild
-            .building()
-            .await
-            .then(|| projections::Store::shadow(self.db.clone()));
+        let shadow = projections::Store::shadow(self.db.clone());
         let outcomes = loop {
             let applied = async {
-                if let Some(shadow) = &shadow {
-                    // Outcomes there do not matter: the rebuild replays what is not in place.
-                    projections::apply_batch(shadow, &envelopes).await?;
+                // While a rebuild builds its shadow models, they get every batch too (first,
+                // so an event acknowledged here is in both). Outcomes there do not matter: the
+                // rebuild replays what is not in place.
+                if self.rebuild.building().await? {
+                    projections::apply_batch(&shadow, &envelopes).await?;
                 }
                 projections::apply_batch(&store, &envelopes).await
             };

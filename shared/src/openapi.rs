@@ -3,7 +3,7 @@
 //! Each API describes its endpoints in one table ([`Endpoint`]: method, path, who may call
 //! it, parameters, an example request and example answers); [`document`] turns the table
 //! into an OpenAPI 3.1 document, with every schema derived from its example, so schema and
-//! example cannot disagree. [`router`] serves it as `/openapi.json` and renders it at `/docs`
+//! example cannot disagree. [`router`] serves it as `/api/v1/openapi.json` and renders it at `/docs`
 //! with a page whose script and styles are served by the service itself: it works with no
 //! internet access.
 
@@ -167,7 +167,10 @@ pub fn document(title: &str, description: &str, port: u16, endpoints: &[Endpoint
             "version": env!("CARGO_PKG_VERSION"),
             "description": description,
         },
-        "servers": [{ "url": format!("http://127.0.0.1:{port}") }],
+        "servers": [
+            { "url": "http://127.0.0.1:8080", "description": "through the gateway" },
+            { "url": format!("http://127.0.0.1:{port}"), "description": "the service itself" },
+        ],
         "paths": paths,
         "components": {
             "securitySchemes": {
@@ -201,13 +204,14 @@ fn operation(endpoint: &Endpoint) -> Value {
         .collect();
     let mut responses = Map::new();
     for answer in &endpoint.answers {
-        let mut response = json!({ "description": answer.description });
+        // Answers sharing a status (JSON or NDJSON, say) are one response, several contents.
+        let response = responses
+            .entry(answer.status.to_string())
+            .or_insert_with(|| json!({ "description": answer.description }));
         if let Some(example) = &answer.example {
-            response["content"] = json!({
-                answer.media_type: { "schema": schema_of(example), "example": example },
-            });
+            response["content"][answer.media_type] =
+                json!({ "schema": schema_of(example), "example": example });
         }
-        responses.insert(answer.status.to_string(), response);
     }
     let mut operation = json!({
         "tags": [tag],
@@ -276,7 +280,7 @@ pub fn router(spec: Value) -> Router {
     let spec = std::sync::Arc::new(spec);
     Router::new()
         .route(
-            "/openapi.json",
+            "/api/v1/openapi.json",
             get(move || {
                 let spec = spec.clone();
                 async move { Json((*spec).clone()) }

@@ -27,7 +27,7 @@ use axum::{
     routing::get,
 };
 use chrono::{DateTime, Utc};
-use futures::{Stream, StreamExt as _};
+use futures::Stream;
 use serde_json::json;
 use shared::{ApiError, EventEnvelope, Role, http::QueryParams};
 use sqlx::PgPool;
@@ -230,9 +230,12 @@ async fn list(
     filter.through = Some(horizon);
     let horizon_header = HeaderValue::from(horizon);
     if wants_ndjson(&headers) {
-        // Ends with the service (a long export does not hold up shutdown).
-        let stop = state.shutdown.clone().cancelled_owned();
-        let body = Body::from_stream(ndjson(state.pool.clone(), after, filter).take_until(stop));
+        let body = Body::from_stream(ndjson(
+            state.pool.clone(),
+            after,
+            filter,
+            state.shutdown.clone(),
+        ));
         let mut response = body.into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
@@ -269,19 +272,26 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
         .any(|v| v.split(';').next().is_some_and(|t| t.trim() == NDJSON))
 }
 
-/// Every match after `after`, a chunk of the store at a time, one envelope per line.
+/// Every match after `after`, a chunk of the store at a time, one envelope per line. When the
+/// service stops mid-way the body fails (the connection is cut), so a client never takes a
+/// partial export for a whole one.
 fn ndjson(
     pool: PgPool,
     after: i64,
     filter: EventFilter,
+    shutdown: CancellationToken,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::try_unfold(Some(after), move |cursor| {
         let pool = pool.clone();
         let filter = filter.clone();
+        let stopping = shutdown.is_cancelled();
         async move {
             let Some(after) = cursor else {
                 return Ok(None);
             };
+            if stopping {
+                return Err(std::io::Error::other("the service is stopping"));
+            }
             let chunk = store::read_all(&pool, after, CHUNK, &filter)
                 .await
                 .map_err(|e| {

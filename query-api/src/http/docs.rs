@@ -78,6 +78,7 @@ pub fn spec() -> Value {
     };
     let not_found = || problem(404, "not_found", "No such resource");
     let forbidden = || problem(403, "forbidden", "Only admins may read this");
+    let limited = || problem(429, "rate_limited", "Too many requests; try again later");
     let user = json!({ "id": USER, "username": "ana", "display_name": "Ana", "role": "publisher", "region": "south-america" });
     let admin_user = json!({
         "id": USER, "username": "ana", "email": "ana@example.com", "display_name": "Ana", "role": "admin",
@@ -116,6 +117,7 @@ pub fn spec() -> Value {
                 ),
                 bad(),
                 lagging(),
+                limited(),
             ],
         },
         Endpoint {
@@ -135,7 +137,12 @@ pub fn spec() -> Value {
                 consistency(),
             ),
             body: None,
-            answers: vec![ok(200, "the product", product()), not_found(), lagging()],
+            answers: vec![
+                ok(200, "the product", product()),
+                not_found(),
+                lagging(),
+                limited(),
+            ],
         },
         Endpoint {
             method: "GET",
@@ -184,7 +191,11 @@ pub fn spec() -> Value {
                 paging().into_iter().chain(consistency()),
             ),
             body: None,
-            answers: vec![ok(200, "a page of reviews", page(review())), bad()],
+            answers: vec![
+                ok(200, "a page of reviews", page(review())),
+                bad(),
+                limited(),
+            ],
         },
         Endpoint {
             method: "GET",

@@ -38,8 +38,9 @@ pub struct RateLimitConfig {
     pub anonymous_per_minute: u32,
     /// Requests per minute per signed-in user; 0 = no limit.
     pub user_per_minute: u32,
-    /// Take the client address from `X-Real-IP` (set by the gateway) rather than the
-    /// connection. Only behind a proxy that sets it.
+    /// Take the client address from `X-Real-IP` (set by the gateway) when the connection
+    /// comes from a private or loopback address (the gateway's); a client connecting from a
+    /// public address is counted by that address whatever it sends.
     pub trust_proxy: bool,
 }
 
@@ -94,7 +95,12 @@ impl RateLimiter {
         let interval = WINDOW / limit.max(1);
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if clients.len() >= MAX_CLIENTS {
+            // Forget clients whose allowance is whole again; if nearly all are active, forget
+            // all (a moment of leniency rather than unbounded memory).
             clients.retain(|_, tat| *tat > now);
+            if clients.len() >= MAX_CLIENTS * 9 / 10 {
+                clients.clear();
+            }
         }
         let tat = clients.get(client).copied().unwrap_or(now).max(now);
         let next = tat + interval;
@@ -132,16 +138,43 @@ impl RateLimiter {
             }
             Some(_) => None,
             None if self.config.anonymous_per_minute > 0 => {
-                let forwarded = self
-                    .config
-                    .trust_proxy
+                let behind_proxy = self.config.trust_proxy && peer.is_some_and(internal);
+                let forwarded = behind_proxy
                     .then(|| headers.get("x-real-ip")?.to_str().ok()?.trim().parse().ok())
                     .flatten();
                 let address = forwarded.or(peer)?;
-                Some((format!("addr:{address}"), self.config.anonymous_per_minute))
+                Some((
+                    format!("addr:{}", client_key(address)),
+                    self.config.anonymous_per_minute,
+                ))
             }
             None => None,
         }
+    }
+}
+
+/// Loopback or private: where a gateway in front of the service connects from.
+fn internal(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || v6.to_ipv4_mapped().is_some_and(|v4| internal(IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// An IPv4 address, or an IPv6 address's /64 (one host usually holds a whole /64).
+fn client_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 
@@ -211,10 +244,30 @@ mod tests {
             RateLimitConfig {
                 anonymous_per_minute: 3,
                 user_per_minute: 3,
-                trust_proxy: false,
+                trust_proxy: true,
             },
             TokenVerifier::new(&key.public),
         )
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_an_internal_peer() {
+        let limiter = limiter();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-real-ip", HeaderValue::from_static("203.0.113.9"));
+        let from_gateway = limiter.client(&headers, Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(from_gateway.unwrap().0, "addr:203.0.113.9");
+        let from_outside = limiter.client(&headers, Some("198.51.100.1".parse().unwrap()));
+        assert_eq!(
+            from_outside.unwrap().0,
+            "addr:198.51.100.1",
+            "a spoofed header is ignored"
+        );
+        let v6 = limiter.client(
+            &HeaderMap::new(),
+            Some("2001:db8:1:2:3:4:5:6".parse().unwrap()),
+        );
+        assert_eq!(v6.unwrap().0, "addr:2001:db8:1:2::/64");
     }
 
     #[test]

@@ -116,7 +116,7 @@ fn tempdir() -> PathBuf {
 }
 
 async fn check(service: &Running, krate: &str) {
-    let spec: Value = reqwest::get(service.url("/openapi.json"))
+    let spec: Value = reqwest::get(service.url("/api/v1/openapi.json"))
         .await
         .unwrap()
         .json()

@@ -6,7 +6,7 @@ use std::time::Duration;
 use camreviews_tests::{Process, SmtpSink, Tokens, smtp::Received};
 use serde_json::json;
 
-use crate::catalog::{Catalog, camera};
+use crate::catalog::{Catalog, camera, subject_of};
 
 /// Creates admins `names` (password `<name>-password`); their tokens.
 async fn admins(catalog: &Catalog, names: &[&str]) -> Vec<Tokens> {
@@ -168,6 +168,42 @@ async fn a_mailbox_that_refuses_for_good_is_parked_and_blocks_nobody() {
     assert_eq!(
         parked, 2,
         "one parked mail per event for the refused mailbox"
+    );
+
+    // The fix: the admin's address is corrected. Requeueing one letter mails that recipient
+    // that change, once; nobody else gets it again.
+    let bounce = subject_of(
+        &catalog
+            .command
+            .login("bounce", "bounce-password")
+            .await
+            .access,
+    );
+    let fixed = catalog
+        .command
+        .put(
+            &format!("/api/v1/admins/{bounce}"),
+            json!({ "email": "fixed@example.com" }),
+            Some(&catalog.root.access),
+        )
+        .await;
+    assert_eq!(fixed.status, 200, "{:?}", fixed.body);
+    tokio::time::sleep(Duration::from_secs(1)).await; // the notifier's directory follows
+    let (code, out, err) =
+        crate::ctl::camctl(&catalog.env, &["dlq", "list", "--format", "ndjson"], "").await;
+    assert_eq!(code, 0, "{err}");
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["consumer"], "notifier");
+    assert_eq!(first["recipient"], bounce.as_str());
+    let sequence = first["sequence"].to_string();
+    let (code, _, err) =
+        crate::ctl::camctl(&catalog.env, &["dlq", "requeue", "--seq", &sequence], "").await;
+    assert_eq!(code, 0, "{err}");
+    let all = mails(&sink, 3, Duration::from_secs(10)).await;
+    assert_eq!(
+        recipients(&all),
+        ["bea@example.com", "bea@example.com", "fixed@example.com"],
+        "the requeued mail reaches the fixed address alone, once"
     );
 }
 

@@ -10,6 +10,7 @@ mod deploy;
 mod directory;
 mod docs_page;
 mod event_log;
+mod gateway;
 mod identity;
 mod live;
 mod mail;
