@@ -51,15 +51,12 @@ impl Process {
 
     /// Signs in through this process (a command-api) and returns the access token.
     pub async fn login(&self, username: &str, password: &str) -> String {
-        let login: serde_json::Value = reqwest::Client::new()
-            .post(self.url("/api/v1/auth/login"))
-            .json(&serde_json::json!({ "username": username, "password": password }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let login: serde_json::Value = crate::json_of(
+            reqwest::Client::new()
+                .post(self.url("/api/v1/auth/login"))
+                .json(&serde_json::json!({ "username": username, "password": password })),
+        )
+        .await;
         login["access_token"].as_str().unwrap().to_owned()
     }
 

@@ -116,15 +116,12 @@ async fn one_origin_routes_caches_and_streams() {
     assert_eq!(health.status(), 200);
 
     // Writes and sign-in reach command-api.
-    let login: Value = client
-        .post(gateway.url("/api/v1/auth/login"))
-        .json(&json!({ "username": "root", "password": "root-password-1" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login: Value = camreviews_tests::json_of(
+        client
+            .post(gateway.url("/api/v1/auth/login"))
+            .json(&json!({ "username": "root", "password": "root-password-1" })),
+    )
+    .await;
     let token = login["access_token"].as_str().unwrap().to_owned();
     let created = client
         .post(gateway.url("/api/v1/products"))
@@ -161,14 +158,9 @@ async fn one_origin_routes_caches_and_streams() {
     // The documentation of both APIs, through the one origin.
     let docs = client.get(gateway.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
-    let command_spec: Value = client
-        .get(gateway.url("/docs/command-api/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let command_spec: Value =
+        camreviews_tests::json_of(client.get(gateway.url("/docs/command-api/api/v1/openapi.json")))
+            .await;
     assert_eq!(command_spec["info"]["title"], "CamReviews command API");
 
     // Anonymous lists are cached briefly; signed-in ones never; details (views) never.

@@ -201,16 +201,13 @@ async fn metrics_show_the_named_series_after_a_short_workload() {
     let token = command_api
         .login(TestEnv::SUPERUSER.0, TestEnv::SUPERUSER.1)
         .await;
-    let created: Value = client
-        .post(command_api.url("/api/v1/products"))
-        .bearer_auth(&token)
-        .json(&camera(1))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: Value = camreviews_tests::json_of(
+        client
+            .post(command_api.url("/api/v1/products"))
+            .bearer_auth(&token)
+            .json(&camera(1)),
+    )
+    .await;
     let sku = created["sku"].as_str().unwrap();
     let updated = client
         .put(command_api.url(&format!("/api/v1/products/{sku}")))
