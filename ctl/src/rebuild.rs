@@ -48,7 +48,7 @@ const CLOSE_ENOUGH: i64 = 100;
 /// Longer than a projector takes to notice a phase change and finish the batch in hand.
 const NOTICE: Duration = Duration::from_secs(3);
 /// A lock whose holder has not shown signs of life for this long may be broken.
-const STALE_AFTER: Duration = Duration::from_secs(60);
+const STALE_AFTER: Duration = Duration::from_secs(read_model::REBUILD_STALE_SECS.unsigned_abs());
 
 /// A read model and its collections.
 pub struct Model {
@@ -179,15 +179,23 @@ impl Lock {
         let updated = self
             .rebuilds
             .update_one(
-                doc! { "_id": LOCK_ID, "owner": &self.owner },
+                doc! { "_id": LOCK_ID, "owner": &self.owner, "phase": { "$ne": ABANDONED } },
                 doc! { "$set": fields },
             )
             .await?;
-        anyhow::ensure!(
-            updated.matched_count == 1,
-            "the rebuild lock was taken away (camctl projections rebuild --break-lock?)"
-        );
-        Ok(())
+        if updated.matched_count == 1 {
+            return Ok(());
+        }
+        let holder = self.rebuilds.find_one(doc! { "_id": LOCK_ID }).await?;
+        match holder {
+            Some(lock) if lock.get_str("owner") == Ok(self.owner.as_str()) => anyhow::bail!(
+                "a projector could not write the new models and abandoned this rebuild (see its \
+                 log); nothing was switched in"
+            ),
+            _ => anyhow::bail!(
+                "the rebuild lock was taken away (camctl projections rebuild --break-lock?)"
+            ),
+        }
     }
 
     /// Deletes the lock if it is still ours.
@@ -253,7 +261,7 @@ async fn run(
 
     // Build: everything settled now (what projectors applied before they noticed included).
     let mut failed = Vec::new();
-    let horizon = settled_horizon(pool, scope, 0).await?;
+    let horizon = settled_horizon(pool, scope, 0, lock).await?;
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE position <= $1")
         .bind(horizon)
         .fetch_one(pool)
@@ -264,14 +272,14 @@ async fn run(
 
     // Catch up with what arrived meanwhile, until close.
     for _ in 0..10 {
-        let horizon = settled_horizon(pool, scope, at).await?;
+        let horizon = settled_horizon(pool, scope, at, lock).await?;
         if horizon - at <= CLOSE_ENOUGH {
             break;
         }
         progress.extend_to(progress.done() + count_between(pool, at, horizon).await?);
         at = replay(pool, &shadow, at, horizon, progress, &mut failed, lock).await?;
     }
-    let horizon = settled_horizon(pool, scope, at).await?;
+    let horizon = settled_horizon(pool, scope, at, lock).await?;
     progress.extend_to(progress.done() + count_between(pool, at, horizon).await?);
     at = replay(pool, &shadow, at, horizon, progress, &mut failed, lock).await?;
     let events = progress.done();
@@ -281,6 +289,8 @@ async fn run(
     let admin = db.client().database("admin");
     for model in models {
         for name in model.collections {
+            // Still ours, and nobody gave up on the shadows: only then replace a live model.
+            lock.heartbeat().await?;
             admin
                 .run_command(doc! {
                     "renameCollection": format!("{}.{}", db.name(), shadow.name(name)),
@@ -296,7 +306,7 @@ async fn run(
 
     // Settle: a safety net for whatever was written to the old collections alone.
     let live = Store::live(db.clone());
-    let horizon = settled_horizon(pool, scope, at).await?;
+    let horizon = settled_horizon(pool, scope, at, lock).await?;
     let behind = count_between(pool, at, horizon).await?;
     progress.start("settling", "events", behind);
     let mut settle_failed = Vec::new();
@@ -323,6 +333,8 @@ async fn run(
 }
 
 const NOT_YET: &str = "an earlier version of this aggregate could not be applied";
+/// The phase a projector sets when it cannot write the shadows: the rebuild must not switch.
+const ABANDONED: &str = shared::read_model::REBUILD_ABANDONED;
 
 /// Applies every event up to `through` to the empty `store`, an aggregate at a time (each
 /// document is folded completely and written once; products come before the reviews whose
@@ -359,15 +371,27 @@ async fn apply(
     chunk: &[shared::EventEnvelope],
     failed: &mut Vec<(i64, String)>,
 ) -> anyhow::Result<()> {
-    let outcomes = projections::apply_batch(store, chunk)
-        .await
-        .context("writing the read models")?;
-    for (envelope, outcome) in chunk.iter().zip(outcomes) {
-        match outcome {
-            Outcome::Done => {}
-            Outcome::NotYet => failed.push((envelope.position, NOT_YET.into())),
-            Outcome::Failed(e) => failed.push((envelope.position, format!("{e:#}"))),
+    let mut pending: Vec<shared::EventEnvelope> = chunk.to_vec();
+    // "Not yet" here means a projector wrote an aggregate's document into the shadow at the
+    // same moment (it writes every batch there too): folding again on what is there now
+    // applies the rest. What is still "not yet" after that follows an event that failed.
+    for round in 0..3 {
+        let outcomes = projections::apply_batch(store, &pending)
+            .await
+            .context("writing the read models")?;
+        let mut again = Vec::new();
+        for (envelope, outcome) in pending.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Done => {}
+                Outcome::NotYet if round < 2 => again.push(envelope),
+                Outcome::NotYet => failed.push((envelope.position, NOT_YET.into())),
+                Outcome::Failed(e) => failed.push((envelope.position, format!("{e:#}"))),
+            }
         }
+        if again.is_empty() {
+            break;
+        }
+        pending = again;
     }
     Ok(())
 }
@@ -398,13 +422,20 @@ async fn replay(
     Ok(after.max(through))
 }
 
-async fn settled_horizon(pool: &PgPool, scope: Scope, after: i64) -> anyhow::Result<i64> {
+async fn settled_horizon(
+    pool: &PgPool,
+    scope: Scope,
+    after: i64,
+    lock: &Lock,
+) -> anyhow::Result<i64> {
     loop {
         if let Some(horizon) =
             high_water::safe_horizon(pool, scope, after, Duration::from_secs(1)).await?
         {
             return Ok(horizon);
         }
+        // A long transaction elsewhere holds the horizon back: show we are alive meanwhile.
+        lock.heartbeat().await?;
     }
 }
 

@@ -237,15 +237,14 @@ impl Emails {
         let content = Content::of(envelope, &event, &name, actor.as_ref());
         // A copy `camctl dlq requeue` sent back retries the one recipient it was parked for
         // (after the cause was fixed); every other recipient was handled already.
+        // (A whole event parked after failing too often carries no recipient: its copy is
+        // handled like a redelivery, mailing whoever has not had it.)
         let requeued_for = message
             .headers
             .as_ref()
             .filter(|h| h.get(shared::nats::headers::REQUEUED).is_some())
-            .map(|h| {
-                h.get(RECIPIENT)
-                    .map(|r| r.as_str().to_owned())
-                    .unwrap_or_default()
-            });
+            .and_then(|h| h.get(RECIPIENT))
+            .map(|r| r.as_str().to_owned());
         for admin in admins {
             let recipient = admin.get_str("_id").unwrap_or_default().to_owned();
             if Some(&recipient) == actor_id.as_ref() {

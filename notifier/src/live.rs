@@ -77,7 +77,11 @@ impl Live {
                     else {
                         continue;
                     };
-                    let notification = notification(&db, &envelope).await;
+                    // The name lookup may wait on MongoDB: shutdown does not wait for it.
+                    let notification = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        notification = notification(&db, &envelope) => notification,
+                    };
                     // No receiver is fine: nobody is watching.
                     let _ = sender.send(notification);
                 }

@@ -72,18 +72,47 @@ impl RebuildWatch {
                 return Ok(building);
             }
         }
+        // A rebuild silent for a minute is dead: its shadows are not written any more.
+        let alive_since = mongodb::bson::DateTime::from_millis(
+            mongodb::bson::DateTime::now().timestamp_millis()
+                - shared::read_model::REBUILD_STALE_SECS * 1000,
+        );
         let lock = self
             .db
             .collection::<mongodb::bson::Document>(shared::read_model::REBUILDS)
             .find_one(mongodb::bson::doc! {
                 "_id": shared::read_model::REBUILD_LOCK_ID,
                 "phase": shared::read_model::REBUILD_BUILDING,
+                "alive_at": { "$gt": alive_since },
             })
             .await;
         let building = lock?.is_some();
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((std::time::Instant::now(), building));
         Ok(building)
+    }
+
+    /// Calls off the rebuild in progress: it stops before switching anything in.
+    async fn abandon(&self, why: &str) -> anyhow::Result<()> {
+        tracing::error!(
+            error = why,
+            "cannot write a rebuild's shadow models; abandoning it"
+        );
+        self.db
+            .collection::<mongodb::bson::Document>(shared::read_model::REBUILDS)
+            .update_one(
+                mongodb::bson::doc! {
+                    "_id": shared::read_model::REBUILD_LOCK_ID,
+                    "phase": shared::read_model::REBUILD_BUILDING,
+                },
+                mongodb::bson::doc! { "$set": {
+                    "phase": shared::read_model::REBUILD_ABANDONED, "abandoned_because": why,
+                } },
+            )
+            .await?;
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), false));
+        Ok(())
     }
 }
 
@@ -172,7 +201,11 @@ impl Projector {
                 // so an event acknowledged here is in both). Outcomes there do not matter: the
                 // rebuild replays what is not in place.
                 if self.rebuild.building().await? {
-                    projections::apply_batch(&shadow, &envelopes).await?;
+                    if let Err(e) = projections::apply_batch(&shadow, &envelopes).await {
+                        // The live models come first: the rebuild is called off instead (it
+                        // must not switch in shadows that lack this batch).
+                        self.rebuild.abandon(&format!("{e:#}")).await?;
+                    }
                 }
                 projections::apply_batch(&store, &envelopes).await
             };

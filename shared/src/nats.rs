@@ -156,7 +156,13 @@ pub async fn dead_letter(
         headers.insert(*name, *value);
     }
     if let Some(original) = original {
-        for name in [headers::EVENT_TYPE, headers::EVENT_POSITION, "Nats-Msg-Id"] {
+        // A requeued mail parked again keeps its one recipient.
+        for name in [
+            headers::EVENT_TYPE,
+            headers::EVENT_POSITION,
+            "Nats-Msg-Id",
+            "Dlq-Recipient",
+        ] {
             if let Some(value) = original.get(name) {
                 headers.insert(name, value.as_str());
             }

@@ -207,8 +207,21 @@ fn operation(endpoint: &Endpoint) -> Value {
         // Answers sharing a status (JSON or NDJSON, say) are one response, several contents.
         let response = responses
             .entry(answer.status.to_string())
-            .or_insert_with(|| json!({ "description": answer.description }));
+            .or_insert_with(|| json!({ "description": "" }));
+        let description = match response["description"].as_str() {
+            Some("") | None => answer.description.to_owned(),
+            Some(earlier) => format!("{earlier}; {}", answer.description),
+        };
+        response["description"] = description.into();
         if let Some(example) = &answer.example {
+            debug_assert!(
+                response["content"][answer.media_type].is_null(),
+                "two {} answers of {} for {} {}",
+                answer.status,
+                answer.media_type,
+                endpoint.method,
+                endpoint.path
+            );
             response["content"][answer.media_type] =
                 json!({ "schema": schema_of(example), "example": example });
         }

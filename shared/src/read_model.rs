@@ -39,3 +39,8 @@ pub const REBUILDS: &str = "projector_rebuilds";
 /// the new models when those are switched in.
 pub const REBUILD_LOCK_ID: &str = "lock";
 pub const REBUILD_BUILDING: &str = "building";
+/// The phase a projector sets when it could not write a batch to the shadows: the rebuild
+/// stops without switching anything in.
+pub const REBUILD_ABANDONED: &str = "abandoned";
+/// A rebuild whose heartbeat (`alive_at`) is older than this is taken for dead.
+pub const REBUILD_STALE_SECS: i64 = 60;
