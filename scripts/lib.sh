@@ -4,8 +4,9 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATA_DIR=${CAMREVIEWS_DATA_DIR:-$ROOT/.data}
-SECANTUS_VERSION=0.7.0b3
-VENV=$ROOT/.venv
+SECANTUS_VERSION=0.5.3-beta.196
+TOOLS=$ROOT/.tools
+SECANTUSD_RS=$TOOLS/secantus/bin/secantusd-rs
 STARTED_PIDS=()
 
 log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
@@ -101,23 +102,40 @@ ensure_nginx() {
     export NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
 }
 
+# SecantusDB's Rust build (a MongoDB-wire server; crates.io `secantus-mdb`, GPL-2.0): an
+# external server process for development and tests only, never a workspace dependency. Built
+# once from crates.io into $TOOLS (ignored by git): about six minutes on two cores the first
+# time, seconds after that. Its crate declares a newer rust-version than it needs, hence
+# --ignore-rust-version; it builds a C++ storage engine, hence cmake.
 ensure_secantus() {
-    if [[ ! -x $VENV/bin/secantusd-py ]] || ! "$VENV/bin/pip" show -q "secantusdb" 2>/dev/null \
-        | grep -q "Version: $SECANTUS_VERSION"; then
-        log "installing SecantusDB $SECANTUS_VERSION into $VENV"
-        python3 -m venv "$VENV"
-        "$VENV/bin/pip" install -q "secantusdb==$SECANTUS_VERSION"
+    if [[ -x $SECANTUSD_RS && $(cat "$TOOLS/secantus/VERSION" 2>/dev/null) == "$SECANTUS_VERSION" ]]; then
+        return
     fi
+    if ! command -v cmake >/dev/null 2>&1; then
+        log "installing cmake (Debian package) to build SecantusDB"
+        local sudo=""
+        [[ $(id -u) == 0 ]] || sudo="sudo"
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null \
+            && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq cmake >/dev/null \
+            || die "could not install cmake (apt-get install cmake)"
+    fi
+    log "building SecantusDB $SECANTUS_VERSION (secantusd-rs) into $TOOLS/secantus; first time only, about 6 minutes"
+    cargo install secantus-mdb --version "$SECANTUS_VERSION" --locked --ignore-rust-version \
+        --root "$TOOLS/secantus" --quiet \
+        || die "could not build secantusd-rs (cargo install secantus-mdb --version $SECANTUS_VERSION)"
+    [[ -x $SECANTUSD_RS ]] || die "cargo install secantus-mdb did not produce $SECANTUSD_RS"
+    echo "$SECANTUS_VERSION" >"$TOOLS/secantus/VERSION"
 }
 
-ensure_mongo() { # MongoDB URL, storage path (a directory or :memory:)
+ensure_mongo() { # MongoDB URL, storage directory
     local host port
     host=$(url_host "$1"); port=$(url_port "$1" 27017)
     port_open "$host" "$port" && return
     ensure_secantus
     log "no MongoDB on $host:$port; starting SecantusDB (MongoDB wire protocol) there"
-    [[ $2 == :memory: ]] || mkdir -p "$2"
-    "$VENV/bin/secantusd-py" --host "$host" --port "$port" --storage-path "$2" \
+    mkdir -p "$2"
+    "$SECANTUSD_RS" --host "$host" --port "$port" --storage-path "$2" --cache-size 256M \
+        --log-file-max 32MB \
         >"$DATA_DIR/secantus-$port.log" 2>&1 &
     STARTED_PIDS+=($!)
     wait_port "$host" "$port" 60 SecantusDB

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Starts what is not running (PostgreSQL, NATS with JetStream,
-# a MongoDB-wire server from a pinned venv) and stops what it started.
+# a MongoDB-wire server built once into .tools/) and stops what it started.
 # Extra arguments go to the test runner, e.g. scripts/test.sh relay_torture
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -15,10 +15,14 @@ export MONGODB_URL=${MONGODB_URL:-mongodb://127.0.0.1:27018/?directConnection=tr
 
 ensure_postgres "$TEST_DATABASE_URL"
 ensure_nats "$NATS_URL"
-ensure_mongo "$MONGODB_URL" :memory:
+# A fresh store each run (secantusd-rs keeps its data in a directory).
+if ! port_open "$(url_host "$MONGODB_URL")" "$(url_port "$MONGODB_URL" 27017)"; then
+    rm -rf "$DATA_DIR/mongo-test"
+fi
+ensure_mongo "$MONGODB_URL" "$DATA_DIR/mongo-test"
 # Outage tests start (and kill) private MongoDB-wire servers of their own.
 ensure_secantus
-export SECANTUSD_BIN=${SECANTUSD_BIN:-$VENV/bin/secantusd-py}
+export SECANTUSD_BIN=${SECANTUSD_BIN:-$SECANTUSD_RS}
 # The /docs page is checked in a real headless browser.
 ensure_chromium
 # The gateway's shipped configuration is run against the services.

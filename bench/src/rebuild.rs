@@ -46,8 +46,9 @@ pub async fn run(admin_url: &str, mongodb_url: &str, events: u64) -> anyhow::Res
             "camctl failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let documents = db
-            .collection::<Document>(shared::read_model::PRODUCTS)
+        let documents = shared::read_model::Collections::current(&db)
+            .await?
+            .collection::<Document>(&db, shared::read_model::PRODUCTS)
             .count_documents(doc! {})
             .await?;
         anyhow::ensure!(

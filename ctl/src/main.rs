@@ -105,6 +105,10 @@ enum EventsCommand {
     Replay(ReplayArgs),
     /// Print events live as they are published on NATS, until interrupted (Ctrl-C).
     ///
+    /// "New" means new on the stream: an event whose command was accepted just before the
+    /// tail started, but which the outbox relay publishes just after, is shown. For an exact
+    /// cut by position, use `events replay --from-position N` (the event store).
+    ///
     /// Examples:
     ///   camctl events tail
     ///   camctl events tail --filter 'events.product.>' --format table

@@ -1,23 +1,28 @@
 //! Zero-downtime rebuild of read models from the event store.
 //!
-//! 1. **Prepare**: take the lock (one rebuild per database), drop leftover shadow collections
-//!    (`rebuild__<name>`, same database) and create their indexes. Then set the lock's phase to
-//!    `building`: from now on every projector applies each batch to the shadow collections
-//!    too (it looks at most once a second; the rebuild waits longer than that).
-//! 2. **Build** every read model into the shadows by replaying the store through the
+//! 1. **Prepare**: take the lock (one rebuild per database), drop copies left by a rebuild
+//!    that died, and create new, empty collections under new names (`products__g<id>`, same
+//!    database) with their indexes. Record both sets of names in the lock and set its phase to
+//!    `building`: from now on every projector applies each batch to the new copies too (it
+//!    looks at most once a second; the rebuild waits longer than that).
+//! 2. **Build** every read model into the new copies by replaying the store through the
 //!    projector's own folds, an aggregate at a time (each document folded completely and
 //!    written once), up to the settled horizon (no position below it can still appear). The
 //!    live collections keep serving.
-//! 3. **Catch up** in position order to the new horizon, until the shadow is a few events
-//!    behind. Whatever the live projector applied meanwhile is in the shadow as well.
-//! 4. **Switch**: rename each shadow collection over its live one (`renameCollection` with
-//!    `dropTarget`). A rename is atomic: a reader sees the old complete model or the new one,
-//!    never a half-built one; indexes move with the collection. Since projectors wrote every
-//!    batch to both, the new model lacks nothing the old one had.
-//! 5. **Settle**: replay from where the shadow stopped to the horizon taken after the switch
-//!    into the live collections (a safety net for a projector that did not write both; every
-//!    fold is idempotent and version-guarded, so what is in place is skipped). Then leave
-//!    the `building` phase, wait for projectors to notice, drop the shadows, release the lock.
+//! 3. **Catch up** in position order to the new horizon, until the copy is a few events
+//!    behind. Whatever the live projector applied meanwhile is in the copy as well.
+//! 4. **Switch**: point the catalog of collection names ([`read_model::Collections`], one
+//!    document) at the new copies, in one single-document update, atomic in any MongoDB. A
+//!    reader sees the old complete model or the new one, never a half-built one. The switch
+//!    does not rely on `renameCollection` with `dropTarget`: SecantusDB's rename leaves a
+//!    moment in which the target holds nothing (`bench/examples/rename_switch.rs`).
+//!    Projectors keep writing both copies for [`read_model::READERS_NOTICE`] while readers
+//!    (which look at the catalog every few hundred milliseconds) move over.
+//! 5. **Settle**: replay from where the copy stopped to the horizon taken after the switch
+//!    into the now live collections (a safety net for a projector that did not write both;
+//!    every fold is idempotent and version-guarded, so what is in place is skipped). Then
+//!    leave the `building` phase, wait for projectors to notice, drop the replaced
+//!    collections, release the lock.
 //!
 //! View tallies (`product_views*`) are not read models of the event store and are never
 //! touched. Every model is built (product documents carry review statistics, so they need the
@@ -34,8 +39,10 @@ use mongodb::{
     Database,
     bson::{self, Document, doc},
 };
-use projector::projections::{self, Outcome, SHADOW_PREFIX, Store};
-use shared::read_model::{self, REBUILD_BUILDING, REBUILD_LOCK_ID as LOCK_ID, REBUILDS};
+use projector::projections::{self, GENERATION_SEPARATOR, Outcome, Store};
+use shared::read_model::{
+    self, Collections, REBUILD_BUILDING, REBUILD_LOCK_ID as LOCK_ID, REBUILDS, REBUILT,
+};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -175,6 +182,18 @@ impl Lock {
         self.set(doc! { "alive_at": bson::DateTime::now() }).await
     }
 
+    /// After the switch, a projector giving up on the replaced copies changes nothing: the
+    /// new models are in place.
+    async fn phase_after_switch(&self, phase: &str) -> anyhow::Result<()> {
+        self.rebuilds
+            .update_one(
+                doc! { "_id": LOCK_ID, "owner": &self.owner },
+                doc! { "$set": { "phase": phase, "alive_at": bson::DateTime::now() } },
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn set(&self, fields: Document) -> anyhow::Result<()> {
         let updated = self
             .rebuilds
@@ -252,11 +271,23 @@ async fn run(
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let scope = Scope::detect(pool).await?;
-    let shadow = Store::shadow(db.clone());
-    drop_shadows(&shadow).await?;
+    let previous = Collections::current(db).await?;
+    drop_leftovers(db, &previous).await?;
+    let generation = format!("g{:x}", bson::DateTime::now().timestamp_millis());
+    let mut new = Collections::default();
+    for base in REBUILT {
+        new = new.with(base, format!("{base}{GENERATION_SEPARATOR}{generation}"));
+    }
+    let shadow = Store::new(db.clone(), new.clone());
     projections::ensure_indexes(&shadow).await?;
-    // From here on, projectors write every batch to the shadows too.
-    lock.phase(REBUILD_BUILDING).await?;
+    // From here on, projectors write every batch to the new copies too.
+    lock.set(doc! {
+        "phase": REBUILD_BUILDING,
+        "alive_at": bson::DateTime::now(),
+        "previous": previous.to_document(),
+        "shadow": new.to_document(),
+    })
+    .await?;
     tokio::time::sleep(NOTICE).await;
 
     // Build: everything settled now (what projectors applied before they noticed included).
@@ -285,27 +316,38 @@ async fn run(
     let events = progress.done();
     progress.finish();
 
-    // Switch.
-    let admin = db.client().database("admin");
+    // Switch: one single-document update of the catalog. Still ours, and nobody gave up on
+    // the new copies: only then replace a live model.
+    let mut switched = previous.clone();
+    let mut replaced = Vec::new();
     for model in models {
-        for name in model.collections {
-            // Still ours, and nobody gave up on the shadows: only then replace a live model.
-            lock.heartbeat().await?;
-            admin
-                .run_command(doc! {
-                    "renameCollection": format!("{}.{}", db.name(), shadow.name(name)),
-                    "to": format!("{}.{}", db.name(), name),
-                    "dropTarget": true,
-                })
-                .await
-                .with_context(|| format!("switching in the rebuilt {name}"))?;
+        for &base in model.collections {
+            switched = switched.with(base, new.name(base));
+            replaced.push(previous.name(base).to_owned());
         }
     }
-    lock.phase("switched").await?;
-    let switched = Instant::now();
+    // The copies built but not switched in (only some models were named) go too.
+    for base in REBUILT {
+        if switched.name(base) != new.name(base) {
+            replaced.push(new.name(base).to_owned());
+        }
+    }
+    lock.heartbeat().await?;
+    db.collection::<Document>(read_model::COLLECTIONS)
+        .update_one(
+            doc! { "_id": read_model::COLLECTIONS_ID },
+            doc! { "$set": { "names": switched.to_document(), "switched_at": bson::DateTime::now() } },
+        )
+        .upsert(true)
+        .await
+        .context("switching in the rebuilt models")?;
+    let switched_at = Instant::now();
+    // Readers move over while projectors still write both copies.
+    tokio::time::sleep(read_model::READERS_NOTICE).await;
+    lock.phase_after_switch("switched").await?;
 
     // Settle: a safety net for whatever was written to the old collections alone.
-    let live = Store::live(db.clone());
+    let live = Store::new(db.clone(), switched);
     let horizon = settled_horizon(pool, scope, at, lock).await?;
     let behind = count_between(pool, at, horizon).await?;
     progress.start("settling", "events", behind);
@@ -320,9 +362,13 @@ async fn run(
             .into_iter()
             .filter(|(_, reason)| reason != NOT_YET),
     );
-    // Projectors stop writing the (now stray) shadow names before they are dropped.
-    tokio::time::sleep(NOTICE.saturating_sub(switched.elapsed())).await;
-    drop_shadows(&shadow).await?;
+    // Projectors stop writing the replaced collections, and readers' last requests on them
+    // end, before they are dropped.
+    tokio::time::sleep((read_model::READERS_NOTICE + NOTICE).saturating_sub(switched_at.elapsed()))
+        .await;
+    for name in &replaced {
+        db.collection::<Document>(name).drop().await?;
+    }
     Ok(Report {
         events,
         switched_at: at,
@@ -449,11 +495,19 @@ async fn count_between(pool: &PgPool, after: i64, through: i64) -> anyhow::Resul
     Ok(n.unsigned_abs())
 }
 
-/// Drops every shadow collection (left over from a rebuild that died, or not switched in).
-async fn drop_shadows(shadow: &Store) -> anyhow::Result<()> {
-    let names = shadow.db.list_collection_names().await?;
-    for name in names.iter().filter(|n| n.starts_with(SHADOW_PREFIX)) {
-        shadow.db.collection::<Document>(name).drop().await?;
+/// Drops the copies a rebuild that died left behind: every `<read model>__<generation>`
+/// collection the catalog does not name (and the `rebuild__` copies of earlier versions).
+async fn drop_leftovers(db: &Database, current: &Collections) -> anyhow::Result<()> {
+    let names = db.list_collection_names().await?;
+    let leftover = |name: &str| {
+        name.starts_with("rebuild__")
+            || REBUILT.iter().any(|base| {
+                name.starts_with(&format!("{base}{GENERATION_SEPARATOR}"))
+                    && current.name(base) != name
+            })
+    };
+    for name in names.iter().filter(|n| leftover(n)) {
+        db.collection::<Document>(name).drop().await?;
     }
     Ok(())
 }

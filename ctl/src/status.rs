@@ -86,11 +86,12 @@ pub async fn gather(
         .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), d)))
         .collect();
     let mut models = Vec::new();
+    let names = read_model::Collections::current(db).await?;
     for model in &rebuild::MODELS {
         let mut documents = BTreeMap::new();
         for name in model.collections {
-            let n = db
-                .collection::<Document>(name)
+            let n = names
+                .collection::<Document>(db, name)
                 .count_documents(doc! {})
                 .await?;
             documents.insert((*name).to_owned(), n);

@@ -92,6 +92,17 @@ impl Live {
 }
 
 /// What an admin sees of a product event.
+/// The product's name as the catalog's read model has it now.
+async fn catalog_name(db: &Database, sku: &str) -> Option<String> {
+    let names = read_model::Collections::current(db).await.ok()?;
+    let product = names
+        .collection::<Document>(db, read_model::PRODUCTS)
+        .find_one(doc! { "_id": sku })
+        .await
+        .ok()??;
+    product.get_str("name").ok().map(str::to_owned)
+}
+
 async fn notification(db: &Database, envelope: &EventEnvelope) -> Value {
     let data = &envelope.data;
     let name = data["name"]
@@ -101,13 +112,7 @@ async fn notification(db: &Database, envelope: &EventEnvelope) -> Value {
     let name = match name {
         Some(name) => Some(name),
         // Not in the event: the catalog's read model knows it.
-        None => db
-            .collection::<Document>(read_model::PRODUCTS)
-            .find_one(doc! { "_id": envelope.aggregate_id.to_string() })
-            .await
-            .ok()
-            .flatten()
-            .and_then(|p| p.get_str("name").ok().map(str::to_owned)),
+        None => catalog_name(db, &envelope.aggregate_id.to_string()).await,
     };
     json!({
         "event_type": envelope.event_type,

@@ -45,10 +45,21 @@ pub struct Projector {
     pub rebuild: RebuildWatch,
 }
 
-/// Whether a rebuild is building shadow models right now; looked up at most once a second.
+/// Where batches go, looked up at most once a second: the collections the catalog names and,
+/// while a rebuild is building, the other copy of each (its new collections before the switch,
+/// the replaced ones for a few seconds after it, while readers move over).
 pub struct RebuildWatch {
     db: Database,
-    seen: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    seen: std::sync::Mutex<Option<(std::time::Instant, Targets)>>,
+}
+
+/// Where one batch is written.
+#[derive(Clone)]
+pub struct Targets {
+    /// What the catalog names: the outcomes that count.
+    pub live: projections::Store,
+    /// The rebuild's other copy, and whether it is the rebuild's new one (not switched in yet).
+    pub also: Option<(projections::Store, bool)>,
 }
 
 /// How long a projector may go on without noticing a rebuild's phase change; rebuilds wait
@@ -63,16 +74,17 @@ impl RebuildWatch {
         }
     }
 
-    /// Whether a rebuild is building; an error (the store is away) is not remembered: the
-    /// batch fails and is retried, so no batch skips the shadows unknowingly.
-    pub async fn building(&self) -> anyhow::Result<bool> {
-        let cached = *self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, building)) = cached {
+    /// Where batches go now; an error (the store is away) is not remembered: the batch fails
+    /// and is retried, so no batch skips a rebuild's copy unknowingly.
+    pub async fn targets(&self) -> anyhow::Result<Targets> {
+        let cached = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((at, targets)) = cached {
             if at.elapsed() < REBUILD_WATCH_TTL {
-                return Ok(building);
+                return Ok(targets);
             }
         }
-        // A rebuild silent for a minute is dead: its shadows are not written any more.
+        let live = projections::Store::current(self.db.clone()).await?;
+        // A rebuild silent for a minute is dead: its copies are not written any more.
         let alive_since = mongodb::bson::DateTime::from_millis(
             mongodb::bson::DateTime::now().timestamp_millis()
                 - shared::read_model::REBUILD_STALE_SECS * 1000,
@@ -85,11 +97,33 @@ impl RebuildWatch {
                 "phase": shared::read_model::REBUILD_BUILDING,
                 "alive_at": { "$gt": alive_since },
             })
-            .await;
-        let building = lock?.is_some();
+            .await?;
+        let also = lock.and_then(|lock| {
+            let names = |field| {
+                lock.get_document(field)
+                    .ok()
+                    .map(shared::read_model::Collections::from_document)
+            };
+            let (previous, new) = (names("previous")?, names("shadow")?);
+            // Per collection: the new copy until it is switched in, the replaced one after.
+            let mut other = shared::read_model::Collections::default();
+            let mut switched = false;
+            for base in shared::read_model::REBUILT {
+                let in_place = live.names().name(base) == new.name(base);
+                switched |= in_place;
+                let name = if in_place {
+                    previous.name(base)
+                } else {
+                    new.name(base)
+                };
+                other = other.with(base, name);
+            }
+            Some((projections::Store::new(self.db.clone(), other), !switched))
+        });
+        let targets = Targets { live, also };
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((std::time::Instant::now(), building));
-        Ok(building)
+            Some((std::time::Instant::now(), targets.clone()));
+        Ok(targets)
     }
 
     /// Calls off the rebuild in progress: it stops before switching anything in.
@@ -110,8 +144,8 @@ impl RebuildWatch {
                 } },
             )
             .await?;
-        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((std::time::Instant::now(), false));
+        // Looked up afresh before the next batch.
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = None;
         Ok(())
     }
 }
@@ -125,7 +159,7 @@ impl Projector {
 
     async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         shared::nats::ensure_streams(&self.js, &self.prefix).await?;
-        projections::ensure_indexes(&projections::Store::live(self.db.clone())).await?;
+        projections::ensure_indexes(&projections::Store::current(self.db.clone()).await?).await?;
         let stream = self.js.get_stream(self.prefix.events_stream()).await?;
         let consumer = stream
             .get_or_create_consumer(
@@ -193,21 +227,28 @@ impl Projector {
         // long as it takes, keeping the messages ours (a redelivery would count against their
         // retry budget), never parking them.
         let mut wait = Duration::from_millis(500);
-        let store = projections::Store::live(self.db.clone());
-        let shadow = projections::Store::shadow(self.db.clone());
         let outcomes = loop {
             let applied = async {
-                // While a rebuild builds its shadow models, they get every batch too (first,
-                // so an event acknowledged here is in both). Outcomes there do not matter: the
+                let targets = self.rebuild.targets().await?;
+                // While a rebuild builds, its other copy gets every batch too (first, so an
+                // event acknowledged here is in both). Outcomes there do not matter: the
                 // rebuild replays what is not in place.
-                if self.rebuild.building().await? {
-                    if let Err(e) = projections::apply_batch(&shadow, &envelopes).await {
-                        // The live models come first: the rebuild is called off instead (it
-                        // must not switch in shadows that lack this batch).
-                        self.rebuild.abandon(&format!("{e:#}")).await?;
+                if let Some((other, unswitched)) = &targets.also {
+                    if let Err(e) = projections::apply_batch(other, &envelopes).await {
+                        if *unswitched {
+                            // The live models come first: the rebuild is called off instead
+                            // (it must not switch in copies that lack this batch).
+                            self.rebuild.abandon(&format!("{e:#}")).await?;
+                        } else {
+                            // The replaced copy, kept current only while readers move over.
+                            tracing::warn!(
+                                error = format!("{e:#}"),
+                                "cannot write a replaced read model"
+                            );
+                        }
                     }
                 }
-                projections::apply_batch(&store, &envelopes).await
+                projections::apply_batch(&targets.live, &envelopes).await
             };
             match applied.await {
                 Ok(outcomes) => break outcomes,

@@ -23,6 +23,10 @@ use cache::{Breaker, ReadCache};
 use projection::ProjectionWatch;
 use views::ViewRecorder;
 
+/// How often the catalog of read model collections is looked at (a rebuild's switch is seen
+/// within this; well inside [`shared::read_model::READERS_NOTICE`]).
+const COLLECTIONS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub addr: SocketAddr,
@@ -77,8 +81,15 @@ impl Application {
             read_side.prefix.clone(),
             tasks.clone(),
         );
+        let collections = shared::read_model::follow_collections(
+            read_side.db.clone(),
+            COLLECTIONS_EVERY,
+            tasks.clone(),
+        )
+        .await;
         let state = http::QueryState {
             db: read_side.db.clone(),
+            collections,
             authenticator: read_side.authenticator.clone(),
             projection: ProjectionWatch::spawn(read_side.db.clone(), tasks.clone()),
             views,

@@ -44,3 +44,109 @@ pub const REBUILD_BUILDING: &str = "building";
 pub const REBUILD_ABANDONED: &str = "abandoned";
 /// A rebuild whose heartbeat (`alive_at`) is older than this is taken for dead.
 pub const REBUILD_STALE_SECS: i64 = 60;
+
+/// Where the catalog of physical collection names lives: one document, [`COLLECTIONS_ID`].
+pub const COLLECTIONS: &str = "read_model_collections";
+pub const COLLECTIONS_ID: &str = "current";
+
+/// The physical collection each read model's collection is kept in right now.
+///
+/// A rebuild builds new copies under new names (`products__<id>`) and switches them in by
+/// updating this one document, which is atomic in any MongoDB; readers and writers look it
+/// up (every few hundred milliseconds) instead of relying on `renameCollection`, which not
+/// every MongoDB-wire server makes atomic for readers (docs/architecture.md). A name with no
+/// entry is kept under its own name, so a database that was never rebuilt needs no catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collections {
+    names: std::collections::BTreeMap<String, String>,
+}
+
+impl Collections {
+    /// The physical name of the read model collection `base`.
+    pub fn name<'a>(&'a self, base: &'a str) -> &'a str {
+        self.names.get(base).map_or(base, String::as_str)
+    }
+
+    /// The same names, with `base` kept under `physical`.
+    pub fn with(mut self, base: &str, physical: impl Into<String>) -> Self {
+        self.names.insert(base.to_owned(), physical.into());
+        self
+    }
+
+    /// The catalog in `db` now.
+    pub async fn current(db: &Database) -> mongodb::error::Result<Self> {
+        let catalog = db
+            .collection::<mongodb::bson::Document>(COLLECTIONS)
+            .find_one(doc! { "_id": COLLECTIONS_ID })
+            .await?;
+        Ok(catalog
+            .and_then(|c| c.get_document("names").ok().map(Self::from_document))
+            .unwrap_or_default())
+    }
+
+    pub fn from_document(names: &mongodb::bson::Document) -> Self {
+        Self {
+            names: names
+                .iter()
+                .filter_map(|(base, physical)| Some((base.clone(), physical.as_str()?.to_owned())))
+                .collect(),
+        }
+    }
+
+    pub fn to_document(&self) -> mongodb::bson::Document {
+        self.names
+            .iter()
+            .map(|(base, physical)| (base.clone(), physical.clone().into()))
+            .collect()
+    }
+
+    /// The collection `base` of `db` as these names place it.
+    pub fn collection<T: Send + Sync>(&self, db: &Database, base: &str) -> mongodb::Collection<T> {
+        db.collection(self.name(base))
+    }
+}
+
+/// How long after switching the catalog a rebuild keeps the replaced collections written
+/// (readers look at least this often, with room to spare).
+pub const READERS_NOTICE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Every read model collection a rebuild replaces (view tallies are not among them: they are
+/// not a projection of the event store).
+pub const REBUILT: [&str; 5] = [USERS, PRODUCTS, PRODUCT_HISTORY, REVIEWS, IMAGES];
+
+/// Follows the catalog of `db` for a reader: read now (within two seconds, else taken as
+/// empty until the store answers), then every `every`. The receiver always holds the last
+/// catalog read. A rebuild keeps the collections it replaced written for
+/// [`READERS_NOTICE`] after a switch and drops them later still, so a reader that looks
+/// this often never reads a stale or dropped copy.
+pub async fn follow_collections(
+    db: Database,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::sync::watch::Receiver<std::sync::Arc<Collections>> {
+    let first = tokio::time::timeout(std::time::Duration::from_secs(2), Collections::current(&db))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let (sender, receiver) = tokio::sync::watch::channel(std::sync::Arc::new(first));
+    tokio::spawn(async move {
+        loop {
+            if let Ok(current) = Collections::current(&db).await {
+                sender.send_if_modified(|seen| {
+                    let changed = **seen != current;
+                    if changed {
+                        tracing::info!(?current, "read model collections switched");
+                        *seen = std::sync::Arc::new(current);
+                    }
+                    changed
+                });
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    });
+    receiver
+}

@@ -31,12 +31,17 @@ impl MongoServer {
     /// Starts the server (again) on the same port and storage directory.
     pub async fn restart(&mut self) {
         let binary = std::env::var("SECANTUSD_BIN").unwrap_or_else(|_| {
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv/bin/secantusd-py").to_owned()
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../.tools/secantus/bin/secantusd-rs"
+            )
+            .to_owned()
         });
         let child = Command::new(&binary)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--storage-path")
             .arg(&self.store)
+            .args(["--cache-size", "64M", "--log-file-max", "16MB"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

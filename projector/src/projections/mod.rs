@@ -21,42 +21,44 @@ use mongodb::{
     Collection, Database,
     bson::{Bson, Document, doc},
 };
-use shared::EventEnvelope;
+use shared::{EventEnvelope, read_model::Collections};
 
 /// Where the projector records the position it has applied.
 pub const CHECKPOINTS: &str = shared::read_model::CHECKPOINTS;
 
-/// Where read models are written: the live collections, or a rebuild's shadow copies
-/// (`rebuild__<name>` in the same database), which a rename switches in when they are
-/// complete ([`crate::rebuild`]).
+/// Where read models are written: the collections the catalog names
+/// ([`shared::read_model::Collections`]), or a rebuild's new copies.
 #[derive(Clone)]
 pub struct Store {
     pub db: Database,
-    prefix: &'static str,
+    names: Collections,
 }
 
-/// The name prefix of a rebuild's shadow collections.
-pub const SHADOW_PREFIX: &str = "rebuild__";
+/// The separator between a collection's base name and a rebuild's suffix (`products__g1f2`).
+pub const GENERATION_SEPARATOR: &str = "__";
 
 impl Store {
-    pub fn live(db: Database) -> Self {
-        Self { db, prefix: "" }
+    pub fn new(db: Database, names: Collections) -> Self {
+        Self { db, names }
     }
 
-    pub fn shadow(db: Database) -> Self {
-        Self {
-            db,
-            prefix: SHADOW_PREFIX,
-        }
+    /// The collections the catalog of `db` names now.
+    pub async fn current(db: Database) -> mongodb::error::Result<Self> {
+        let names = Collections::current(&db).await?;
+        Ok(Self { db, names })
     }
 
-    /// The collection's name in this store.
+    pub fn names(&self) -> &Collections {
+        &self.names
+    }
+
+    /// The collection's physical name in this store.
     pub fn name(&self, base: &str) -> String {
-        format!("{}{base}", self.prefix)
+        self.names.name(base).to_owned()
     }
 
     pub fn collection(&self, base: &str) -> Collection<Document> {
-        self.db.collection(&self.name(base))
+        self.db.collection(self.names.name(base))
     }
 }
 

@@ -34,12 +34,21 @@ use crate::{
 #[derive(Clone)]
 pub struct QueryState {
     pub db: Database,
+    /// Where each read model is kept now (a rebuild switches it).
+    pub collections: tokio::sync::watch::Receiver<std::sync::Arc<shared::read_model::Collections>>,
     pub authenticator: Authenticator,
     pub projection: ProjectionWatch,
     pub views: ViewRecorder,
     pub cache: ReadCache,
     pub breaker: Breaker,
     pub blobs: shared::blobs::Blobs,
+}
+
+impl QueryState {
+    /// The read model collection `base`, wherever the catalog keeps it now.
+    pub fn collection(&self, base: &str) -> mongodb::Collection<mongodb::bson::Document> {
+        self.collections.borrow().collection(&self.db, base)
+    }
 }
 
 pub fn router(

@@ -194,7 +194,7 @@ pub fn escape_regex(text: &str) -> String {
 }
 
 fn products(state: &QueryState) -> Collection<Document> {
-    state.db.collection(read_model::PRODUCTS)
+    state.collection(read_model::PRODUCTS)
 }
 
 async fn list(
@@ -364,7 +364,7 @@ async fn history(
     };
     let cursor = params.get("cursor");
     let filter = order.resume(doc! { "sku": &sku }, &scope, cursor)?;
-    let history = state.db.collection::<Document>(read_model::PRODUCT_HISTORY);
+    let history = state.collection(read_model::PRODUCT_HISTORY);
     let page = state
         .breaker
         .run(order.fetch(&history, filter, &scope, limit))

@@ -150,7 +150,7 @@ async fn page(
 ) -> Result<Response, ApiError> {
     let limit = params.limit()?;
     let filter = order.resume(filter, &scope, params.get("cursor"))?;
-    let reviews = state.db.collection::<Document>(read_model::REVIEWS);
+    let reviews = state.collection(read_model::REVIEWS);
     let page = read_through(state, cache_key, "listing", async {
         let page = order.fetch(&reviews, filter, &scope, limit).await?;
         let names = display_names(state, &page.documents).await?;
@@ -181,8 +181,7 @@ async fn one(
     let key = format!("review:{id}");
     let review = read_through(&state, key, "review", async {
         let found = state
-            .db
-            .collection::<Document>(read_model::REVIEWS)
+            .collection(read_model::REVIEWS)
             .find_one(doc! { "_id": &id, "deleted": false })
             .await?;
         let Some(review) = found else {
@@ -211,8 +210,7 @@ async fn display_names(
         return Ok(HashMap::new());
     }
     let users: Vec<Document> = state
-        .db
-        .collection::<Document>(read_model::USERS)
+        .collection(read_model::USERS)
         .find(doc! { "_id": { "$in": ids } })
         .projection(doc! { "display_name": 1 })
         .await?
@@ -279,8 +277,7 @@ async fn image(
         .breaker
         .run(
             state
-                .db
-                .collection::<Document>(read_model::IMAGES)
+                .collection(read_model::IMAGES)
                 .find_one(doc! { "_id": &id, "removed": false }),
         )
         .await?
@@ -289,16 +286,11 @@ async fn image(
     // lists it (the `removed` flag can lag behind when projector instances race).
     let listed = state
         .breaker
-        .run(
-            state
-                .db
-                .collection::<Document>(read_model::REVIEWS)
-                .find_one(doc! {
-                    "_id": meta.get_str("review_id").unwrap_or_default(),
-                    "deleted": false,
-                    "images.image_id": &id,
-                }),
-        )
+        .run(state.collection(read_model::REVIEWS).find_one(doc! {
+            "_id": meta.get_str("review_id").unwrap_or_default(),
+            "deleted": false,
+            "images.image_id": &id,
+        }))
         .await?;
     if listed.is_none() {
         return Err(ApiError::NotFound("image"));

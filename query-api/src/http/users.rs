@@ -70,7 +70,7 @@ async fn page_of_users(
         tiebreak: None,
     };
     let filter = order.resume(filter, &scope, params.get("cursor"))?;
-    let users = state.db.collection::<Document>(read_model::USERS);
+    let users = state.collection(read_model::USERS);
     let page = state
         .breaker
         .run(order.fetch(&users, filter, &scope, limit))
@@ -110,8 +110,7 @@ async fn profile(
         .breaker
         .run(
             state
-                .db
-                .collection::<Document>(shared::read_model::USERS)
+                .collection(shared::read_model::USERS)
                 .find_one(doc! { "_id": id.to_string(), "deleted": false }),
         )
         .await?

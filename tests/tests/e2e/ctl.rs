@@ -224,6 +224,18 @@ async fn events_tail_prints_events_as_they_are_published() {
     let api = Api::new(&env.spawn_command_api().await);
     api.register("early", "a-good-password").await;
     let js = env.jetstream().await;
+    // The tail shows what reaches the stream after it starts. An accepted command's event is
+    // in the store at once but on the stream only when the relay has published it: wait for
+    // that, or "early" is new to the tail too.
+    camreviews_tests::eventually(std::time::Duration::from_secs(10), || async {
+        let mut stream = js.get_stream(env.prefix.events_stream()).await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let message = stream.get_raw_message(last).await.ok()?;
+        String::from_utf8_lossy(&message.payload)
+            .contains("\"early\"")
+            .then_some(())
+    })
+    .await;
     let mut tail = Command::new(binary("camctl"))
         .args([
             "events",

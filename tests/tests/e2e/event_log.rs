@@ -348,20 +348,27 @@ async fn a_tail_started_mid_history_sees_every_position_once_in_order_across_new
             last
         })
     };
-    let mut seen = Vec::new();
+    // Read while the writer writes. Its last event may reach the tail before its own answer
+    // does, so the end is known only once the writer is done: read until the tail has it.
+    let mut seen: Vec<i64> = Vec::new();
     let mut ids_match = true;
-    let last = loop {
-        let (id, event) = tail.next().await.unwrap();
-        ids_match &= event["position"] == id;
-        seen.push(id);
-        if writer.is_finished() {
-            let last = *store_positions(&catalog.env, "true").await.last().unwrap();
-            if id >= last {
-                break last;
+    let mut writer = Some(writer);
+    let mut last = None;
+    while last.is_none_or(|last| seen.last().is_none_or(|&id| id < last)) {
+        tokio::select! {
+            done = async { writer.as_mut().unwrap().await }, if writer.is_some() => {
+                done.unwrap();
+                writer = None;
+                last = store_positions(&catalog.env, "true").await.last().copied();
+            }
+            next = tail.next_within(Duration::from_secs(30)) => {
+                let (id, event) = next.expect("the tail stalled: no event for 30 s");
+                ids_match &= event["position"] == id;
+                seen.push(id);
             }
         }
-    };
-    let _ = writer.await.unwrap();
+    }
+    let last = last.unwrap();
     assert!(ids_match, "the SSE id is the position");
     let expected = store_positions(
         &catalog.env,

@@ -25,9 +25,11 @@ const READ_MODELS: [&str; 5] = [
 /// Every document of the read models, as stored bytes, by `_id`.
 pub async fn dump(db: &Database) -> Vec<(String, Vec<Vec<u8>>)> {
     let mut dumped = Vec::new();
+    // Wherever the read models are kept now (a rebuild switches them).
+    let names = read_model::Collections::current(db).await.unwrap();
     for name in READ_MODELS {
-        let documents: Vec<RawDocumentBuf> = db
-            .collection::<RawDocumentBuf>(name)
+        let documents: Vec<RawDocumentBuf> = names
+            .collection::<RawDocumentBuf>(db, name)
             .find(doc! {})
             .sort(doc! { "_id": 1 })
             .await
