@@ -8,6 +8,9 @@
 //!
 //! `cargo run --release -p camreviews-bench --example rename_switch` (docs/performance.md).
 
+// A report for a person at a terminal: its answer is what it prints.
+#![allow(clippy::print_stdout)]
+
 use std::{
     sync::{
         Arc,
