@@ -308,9 +308,9 @@ async fn scenarios(
 
     let skus: Vec<String> = {
         use futures::TryStreamExt;
-        let documents: Vec<Document> = system
-            .db
-            .collection::<Document>(shared::read_model::PRODUCTS)
+        let documents: Vec<Document> = shared::read_model::Collections::current(&system.db)
+            .await?
+            .collection::<Document>(&system.db, shared::read_model::PRODUCTS)
             .find(doc! { "deleted": false })
             .limit(200)
             .await?
@@ -323,8 +323,10 @@ async fn scenarios(
     };
     anyhow::ensure!(!skus.is_empty(), "no products were projected");
     let skus = Arc::new(skus);
+    let names = shared::read_model::Collections::current(&system.db).await?;
+    let products = names.name(shared::read_model::PRODUCTS).to_owned();
     for &concurrency in levels {
-        let (db, ids) = (system.db.clone(), skus.clone());
+        let (db, ids, products) = (system.db.clone(), skus.clone(), products.clone());
         let turn = Arc::new(AtomicUsize::new(0));
         rows.push(
             measure(
@@ -333,9 +335,10 @@ async fn scenarios(
                 duration,
                 move |_| {
                     let (db, ids, turn) = (db.clone(), ids.clone(), turn.clone());
+                    let products = products.clone();
                     async move {
                         let sku = &ids[turn.fetch_add(1, Ordering::Relaxed) % ids.len()];
-                        db.collection::<Document>(shared::read_model::PRODUCTS)
+                        db.collection::<Document>(&products)
                             .find_one(doc! { "_id": sku })
                             .await?
                             .context("a product vanished")?;

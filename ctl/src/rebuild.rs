@@ -333,26 +333,51 @@ async fn run(
         }
     }
     lock.heartbeat().await?;
-    db.collection::<Document>(read_model::COLLECTIONS)
+    // Only over the names this rebuild started from: a rebuild that lost its lock to
+    // `--break-lock` (and whose copies the new one dropped) switches nothing in.
+    let switch = db
+        .collection::<Document>(read_model::COLLECTIONS)
         .update_one(
-            doc! { "_id": read_model::COLLECTIONS_ID },
+            doc! { "_id": read_model::COLLECTIONS_ID, "names": previous.to_document() },
             doc! { "$set": { "names": switched.to_document(), "switched_at": bson::DateTime::now() } },
         )
         .upsert(true)
-        .await
-        .context("switching in the rebuilt models")?;
+        .await;
+    match switch {
+        Ok(_) => {}
+        Err(e) if is_duplicate_key(&e) => anyhow::bail!(
+            "the read models were switched by someone else meanwhile; nothing was switched in"
+        ),
+        Err(e) => return Err(e).context("switching in the rebuilt models"),
+    }
     let switched_at = Instant::now();
-    // Readers move over while projectors still write both copies.
-    tokio::time::sleep(read_model::READERS_NOTICE).await;
-    lock.phase_after_switch("switched").await?;
 
-    // Settle: a safety net for whatever was written to the old collections alone.
+    // Settle, at once: a batch a projector had in hand at the switch, written to the new
+    // copies as "not yet" and acknowledged on the old ones, is in the store below this
+    // horizon (it was published, so committed, before the switch). Batches after the switch
+    // count their outcomes in the new copies (projectors look afresh per batch meanwhile).
     let live = Store::new(db.clone(), switched);
+    let mut settle_failed = Vec::new();
     let horizon = settled_horizon(pool, scope, at, lock).await?;
     let behind = count_between(pool, at, horizon).await?;
     progress.start("settling", "events", behind);
-    let mut settle_failed = Vec::new();
-    replay(pool, &live, at, horizon, progress, &mut settle_failed, lock).await?;
+    let settled_to = replay(pool, &live, at, horizon, progress, &mut settle_failed, lock).await?;
+    // Readers move over while projectors still write both copies.
+    tokio::time::sleep(read_model::READERS_NOTICE.saturating_sub(switched_at.elapsed())).await;
+    lock.phase_after_switch("switched").await?;
+    // And once more: a safety net for whatever was written to the old collections alone.
+    let horizon = settled_horizon(pool, scope, settled_to, lock).await?;
+    progress.extend_to(progress.done() + count_between(pool, settled_to, horizon).await?);
+    replay(
+        pool,
+        &live,
+        settled_to,
+        horizon,
+        progress,
+        &mut settle_failed,
+        lock,
+    )
+    .await?;
     let settled = progress.done();
     progress.finish();
     // Racing the live projector, an event may be "not yet" here and done there a moment
@@ -495,21 +520,35 @@ async fn count_between(pool: &PgPool, after: i64, through: i64) -> anyhow::Resul
     Ok(n.unsigned_abs())
 }
 
-/// Drops the copies a rebuild that died left behind: every `<read model>__<generation>`
-/// collection the catalog does not name (and the `rebuild__` copies of earlier versions).
+/// Drops the copies a rebuild that died left behind: every copy of a read model
+/// (`<name>`, `<name>__g<id>`) the catalog does not name, and the `rebuild__` copies of
+/// earlier versions.
 async fn drop_leftovers(db: &Database, current: &Collections) -> anyhow::Result<()> {
     let names = db.list_collection_names().await?;
+    // A copy of a read model is its base name, or the base name, the separator and a
+    // generation; every one the catalog does not name is left over (also a base name that a
+    // late write recreated after a switch).
     let leftover = |name: &str| {
         name.starts_with("rebuild__")
             || REBUILT.iter().any(|base| {
-                name.starts_with(&format!("{base}{GENERATION_SEPARATOR}"))
-                    && current.name(base) != name
+                let copy =
+                    name == *base || name.starts_with(&format!("{base}{GENERATION_SEPARATOR}g"));
+                copy && current.name(base) != name
             })
     };
     for name in names.iter().filter(|n| leftover(n)) {
         db.collection::<Document>(name).drop().await?;
     }
     Ok(())
+}
+
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == 11000,
+        ErrorKind::Command(e) => e.code == 11000,
+        _ => false,
+    }
 }
 
 fn hostname() -> String {

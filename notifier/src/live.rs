@@ -91,7 +91,6 @@ impl Live {
     }
 }
 
-/// What an admin sees of a product event.
 /// The product's name as the catalog's read model has it now.
 async fn catalog_name(db: &Database, sku: &str) -> Option<String> {
     let names = read_model::Collections::current(db).await.ok()?;
@@ -103,6 +102,7 @@ async fn catalog_name(db: &Database, sku: &str) -> Option<String> {
     product.get_str("name").ok().map(str::to_owned)
 }
 
+/// What an admin sees of a product event.
 async fn notification(db: &Database, envelope: &EventEnvelope) -> Value {
     let data = &envelope.data;
     let name = data["name"]

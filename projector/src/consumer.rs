@@ -78,8 +78,10 @@ impl RebuildWatch {
     /// and is retried, so no batch skips a rebuild's copy unknowingly.
     pub async fn targets(&self) -> anyhow::Result<Targets> {
         let cached = self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // While a rebuild builds, every batch looks afresh: a batch after its switch must
+        // count its outcomes in the switched-in copy.
         if let Some((at, targets)) = cached {
-            if at.elapsed() < REBUILD_WATCH_TTL {
+            if at.elapsed() < REBUILD_WATCH_TTL && targets.also.is_none() {
                 return Ok(targets);
             }
         }

@@ -24,7 +24,7 @@ use projection::ProjectionWatch;
 use views::ViewRecorder;
 
 /// How often the catalog of read model collections is looked at (a rebuild's switch is seen
-/// within this; well inside [`shared::read_model::READERS_NOTICE`]).
+/// within this; a read never goes by a catalog older than a second).
 const COLLECTIONS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
@@ -81,12 +81,11 @@ impl Application {
             read_side.prefix.clone(),
             tasks.clone(),
         );
-        let collections = shared::read_model::follow_collections(
+        let collections = shared::read_model::CollectionsFollower::spawn(
             read_side.db.clone(),
             COLLECTIONS_EVERY,
             tasks.clone(),
-        )
-        .await;
+        );
         let state = http::QueryState {
             db: read_side.db.clone(),
             collections,

@@ -107,46 +107,75 @@ impl Collections {
 }
 
 /// How long after switching the catalog a rebuild keeps the replaced collections written
-/// (readers look at least this often, with room to spare).
+/// (readers never go by a catalog older than [`CATALOG_FRESH_FOR`]).
 pub const READERS_NOTICE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Every read model collection a rebuild replaces (view tallies are not among them: they are
 /// not a projection of the event store).
 pub const REBUILT: [&str; 5] = [USERS, PRODUCTS, PRODUCT_HISTORY, REVIEWS, IMAGES];
 
-/// Follows the catalog of `db` for a reader: read now (within two seconds, else taken as
-/// empty until the store answers), then every `every`. The receiver always holds the last
-/// catalog read. A rebuild keeps the collections it replaced written for
-/// [`READERS_NOTICE`] after a switch and drops them later still, so a reader that looks
-/// this often never reads a stale or dropped copy.
-pub async fn follow_collections(
+/// How old a catalog a reader may go by; older, it reads the catalog again first.
+pub const CATALOG_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The catalog as a reader last read it, and when.
+#[derive(Debug, Clone)]
+pub struct SeenCollections {
+    pub names: std::sync::Arc<Collections>,
+    pub read_at: Option<std::time::Instant>,
+}
+
+/// A reader's view of the catalog of `db`: followed in the background (every `every`), and
+/// read afresh by [`CollectionsFollower::current`] whenever what was followed is older than
+/// [`CATALOG_FRESH_FOR`] (the store slow or away, or not read yet). A rebuild keeps the
+/// replaced collections written for [`READERS_NOTICE`] after a switch and drops them later
+/// still, so a reader never reads a stale or a dropped copy.
+#[derive(Clone)]
+pub struct CollectionsFollower {
     db: Database,
-    every: std::time::Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> tokio::sync::watch::Receiver<std::sync::Arc<Collections>> {
-    let first = tokio::time::timeout(std::time::Duration::from_secs(2), Collections::current(&db))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    let (sender, receiver) = tokio::sync::watch::channel(std::sync::Arc::new(first));
-    tokio::spawn(async move {
-        loop {
-            if let Ok(current) = Collections::current(&db).await {
-                sender.send_if_modified(|seen| {
-                    let changed = **seen != current;
-                    if changed {
-                        tracing::info!(?current, "read model collections switched");
-                        *seen = std::sync::Arc::new(current);
-                    }
-                    changed
-                });
+    seen: tokio::sync::watch::Receiver<SeenCollections>,
+}
+
+impl CollectionsFollower {
+    pub fn spawn(
+        db: Database,
+        every: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        let (sender, seen) = tokio::sync::watch::channel(SeenCollections {
+            names: std::sync::Arc::default(),
+            read_at: None,
+        });
+        let follower = db.clone();
+        tokio::spawn(async move {
+            loop {
+                let read = tokio::time::timeout(every * 4, Collections::current(&follower)).await;
+                if let Ok(Ok(current)) = read {
+                    sender.send_modify(|seen| {
+                        if *seen.names != current {
+                            tracing::info!(?current, "read model collections switched");
+                            seen.names = std::sync::Arc::new(current);
+                        }
+                        seen.read_at = Some(std::time::Instant::now());
+                    });
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(every) => {}
-            }
+        });
+        Self { db, seen }
+    }
+
+    /// The catalog, read within the last [`CATALOG_FRESH_FOR`]; else read now.
+    pub async fn current(&self) -> mongodb::error::Result<std::sync::Arc<Collections>> {
+        let seen = self.seen.borrow().clone();
+        if seen
+            .read_at
+            .is_some_and(|at| at.elapsed() < CATALOG_FRESH_FOR)
+        {
+            return Ok(seen.names);
         }
-    });
-    receiver
+        Ok(std::sync::Arc::new(Collections::current(&self.db).await?))
+    }
 }

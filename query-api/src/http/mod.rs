@@ -35,7 +35,7 @@ use crate::{
 pub struct QueryState {
     pub db: Database,
     /// Where each read model is kept now (a rebuild switches it).
-    pub collections: tokio::sync::watch::Receiver<std::sync::Arc<shared::read_model::Collections>>,
+    pub collections: shared::read_model::CollectionsFollower,
     pub authenticator: Authenticator,
     pub projection: ProjectionWatch,
     pub views: ViewRecorder,
@@ -46,8 +46,11 @@ pub struct QueryState {
 
 impl QueryState {
     /// The read model collection `base`, wherever the catalog keeps it now.
-    pub fn collection(&self, base: &str) -> mongodb::Collection<mongodb::bson::Document> {
-        self.collections.borrow().collection(&self.db, base)
+    pub async fn collection(
+        &self,
+        base: &str,
+    ) -> mongodb::error::Result<mongodb::Collection<mongodb::bson::Document>> {
+        Ok(self.collections.current().await?.collection(&self.db, base))
     }
 }
 

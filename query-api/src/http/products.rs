@@ -193,8 +193,8 @@ pub fn escape_regex(text: &str) -> String {
     pattern
 }
 
-fn products(state: &QueryState) -> Collection<Document> {
-    state.collection(read_model::PRODUCTS)
+async fn products(state: &QueryState) -> mongodb::error::Result<Collection<Document>> {
+    state.collection(read_model::PRODUCTS).await
 }
 
 async fn list(
@@ -224,7 +224,12 @@ async fn page_of_products(
 ) -> mongodb::error::Result<Value> {
     let page = listing
         .order
-        .fetch(&products(state), filter, &listing.scope, listing.limit)
+        .fetch(
+            &products(state).await?,
+            filter,
+            &listing.scope,
+            listing.limit,
+        )
         .await?;
     let skus: Vec<&str> = page
         .documents
@@ -335,7 +340,7 @@ async fn detail(
 
 async fn load_product(state: &QueryState, sku: Uuid) -> mongodb::error::Result<Option<Value>> {
     let sku = sku.to_string();
-    let collection = products(state);
+    let collection = products(state).await?;
     let skus = [sku.as_str()];
     let (product, views) = tokio::try_join!(
         collection.find_one(doc! { "_id": &sku, "deleted": false }),
@@ -364,10 +369,12 @@ async fn history(
     };
     let cursor = params.get("cursor");
     let filter = order.resume(doc! { "sku": &sku }, &scope, cursor)?;
-    let history = state.collection(read_model::PRODUCT_HISTORY);
     let page = state
         .breaker
-        .run(order.fetch(&history, filter, &scope, limit))
+        .run(async {
+            let history = state.collection(read_model::PRODUCT_HISTORY).await?;
+            order.fetch(&history, filter, &scope, limit).await
+        })
         .await?;
     if page.documents.is_empty() && cursor.is_none() {
         return Err(ApiError::NotFound("product"));

@@ -150,8 +150,8 @@ async fn page(
 ) -> Result<Response, ApiError> {
     let limit = params.limit()?;
     let filter = order.resume(filter, &scope, params.get("cursor"))?;
-    let reviews = state.collection(read_model::REVIEWS);
     let page = read_through(state, cache_key, "listing", async {
+        let reviews = state.collection(read_model::REVIEWS).await?;
         let page = order.fetch(&reviews, filter, &scope, limit).await?;
         let names = display_names(state, &page.documents).await?;
         let items: Vec<Value> = page
@@ -182,6 +182,7 @@ async fn one(
     let review = read_through(&state, key, "review", async {
         let found = state
             .collection(read_model::REVIEWS)
+            .await?
             .find_one(doc! { "_id": &id, "deleted": false })
             .await?;
         let Some(review) = found else {
@@ -211,6 +212,7 @@ async fn display_names(
     }
     let users: Vec<Document> = state
         .collection(read_model::USERS)
+        .await?
         .find(doc! { "_id": { "$in": ids } })
         .projection(doc! { "display_name": 1 })
         .await?
@@ -275,22 +277,30 @@ async fn image(
         .to_string();
     let meta = state
         .breaker
-        .run(
+        .run(async {
             state
                 .collection(read_model::IMAGES)
-                .find_one(doc! { "_id": &id, "removed": false }),
-        )
+                .await?
+                .find_one(doc! { "_id": &id, "removed": false })
+                .await
+        })
         .await?
         .ok_or(ApiError::NotFound("image"))?;
     // The review is the authority: an image is served while a review that is not deleted
     // lists it (the `removed` flag can lag behind when projector instances race).
     let listed = state
         .breaker
-        .run(state.collection(read_model::REVIEWS).find_one(doc! {
-            "_id": meta.get_str("review_id").unwrap_or_default(),
-            "deleted": false,
-            "images.image_id": &id,
-        }))
+        .run(async {
+            state
+                .collection(read_model::REVIEWS)
+                .await?
+                .find_one(doc! {
+                    "_id": meta.get_str("review_id").unwrap_or_default(),
+                    "deleted": false,
+                    "images.image_id": &id,
+                })
+                .await
+        })
         .await?;
     if listed.is_none() {
         return Err(ApiError::NotFound("image"));

@@ -70,10 +70,12 @@ async fn page_of_users(
         tiebreak: None,
     };
     let filter = order.resume(filter, &scope, params.get("cursor"))?;
-    let users = state.collection(read_model::USERS);
     let page = state
         .breaker
-        .run(order.fetch(&users, filter, &scope, limit))
+        .run(async {
+            let users = state.collection(read_model::USERS).await?;
+            order.fetch(&users, filter, &scope, limit).await
+        })
         .await?;
     let items: Vec<Value> = page.documents.iter().map(user_json).collect();
     let next_cursor = page.next_cursor;
@@ -108,11 +110,13 @@ async fn profile(
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("user"))?;
     let user = state
         .breaker
-        .run(
+        .run(async {
             state
                 .collection(shared::read_model::USERS)
-                .find_one(doc! { "_id": id.to_string(), "deleted": false }),
-        )
+                .await?
+                .find_one(doc! { "_id": id.to_string(), "deleted": false })
+                .await
+        })
         .await?
         .ok_or(ApiError::NotFound("user"))?;
     Ok(Json(json!({

@@ -35,7 +35,10 @@ async fn a_poison_event_is_parked_others_flow_and_requeue_applies_it_after_the_f
 
     // Someone "fixed" a price by hand in the read model, as a number: the next update of that
     // product cannot be folded (its price is no decimal string any more).
-    let products = live.collection::<Document>(read_model::PRODUCTS);
+    let products = read_model::Collections::current(&live)
+        .await
+        .unwrap()
+        .collection::<Document>(&live, read_model::PRODUCTS);
     products
         .update_one(
             doc! { "_id": &poisoned },
