@@ -63,13 +63,22 @@ ensure_nats() { # NATS URL
     port_open "$host" "$port" && return
     command -v nats-server >/dev/null || {
         log "installing nats-server (Debian package)"
-        (apt-get update -qq && apt-get install -y -qq nats-server) >/dev/null
+        apt_install nats-server
     }
     log "NATS is not answering on $host:$port; starting nats-server with JetStream"
     mkdir -p "$DATA_DIR/nats"
     nats-server -a "$host" -p "$port" -js -sd "$DATA_DIR/nats" >"$DATA_DIR/nats.log" 2>&1 &
     STARTED_PIDS+=($!)
     wait_port "$host" "$port" 30 nats-server
+}
+
+# Installs Debian packages (as root, or through sudo): apt_install PACKAGE...
+apt_install() {
+    local sudo=""
+    [[ $(id -u) == 0 ]] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null \
+        && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null \
+        || die "could not install $* (apt-get install $*)"
 }
 
 # Chromium from the OS packages, for the browser test of /docs (CHROMIUM_BIN).
@@ -79,11 +88,7 @@ ensure_chromium() {
         return
     fi
     log "installing Chromium (Debian package) for the browser test"
-    local sudo=""
-    [[ $(id -u) == 0 ]] || sudo="sudo"
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null \
-        && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null \
-        || die "could not install chromium (apt-get install chromium)"
+    apt_install chromium
     export CHROMIUM_BIN=$(command -v chromium)
 }
 
@@ -91,12 +96,10 @@ ensure_chromium() {
 ensure_nginx() {
     if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
         log "installing nginx (Debian package) for the gateway test"
+        apt_install nginx-light
+        # The package starts a server on port 80; the test runs its own.
         local sudo=""
         [[ $(id -u) == 0 ]] || sudo="sudo"
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null \
-            && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-light >/dev/null \
-            || die "could not install nginx (apt-get install nginx-light)"
-        # The package starts a server on port 80; the test runs its own.
         $sudo service nginx stop >/dev/null 2>&1 || true
     fi
     export NGINX_BIN=${NGINX_BIN:-$(command -v nginx || echo /usr/sbin/nginx)}
@@ -113,11 +116,7 @@ ensure_secantus() {
     fi
     if ! command -v cmake >/dev/null 2>&1; then
         log "installing cmake (Debian package) to build SecantusDB"
-        local sudo=""
-        [[ $(id -u) == 0 ]] || sudo="sudo"
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get update -qq >/dev/null \
-            && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq cmake >/dev/null \
-            || die "could not install cmake (apt-get install cmake)"
+        apt_install cmake
     fi
     log "building SecantusDB $SECANTUS_VERSION (secantusd-rs) into $TOOLS/secantus; first time only, about 6 minutes"
     cargo install secantus-mdb --version "$SECANTUS_VERSION" --locked --ignore-rust-version \
