@@ -3,6 +3,8 @@
 //! verified with the public key; sessions ended by a logout are refused within milliseconds.
 
 pub mod cache;
+pub mod feed;
+pub mod fresh;
 pub mod http;
 pub mod projection;
 pub mod views;
@@ -19,9 +21,14 @@ use shared::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use cache::{Breaker, ReadCache};
+use cache::Breaker;
 use projection::ProjectionWatch;
 use views::ViewRecorder;
+
+/// How long a product's view tally read from the store is shown before it is read again.
+pub const TALLY_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+/// Products whose tallies are kept at most.
+const TALLIES: u64 = 100_000;
 
 /// How often the catalog of read model collections is looked at (a rebuild's switch is seen
 /// within this; a read never goes by a catalog older than a second).
@@ -31,8 +38,8 @@ const COLLECTIONS_EVERY: std::time::Duration = std::time::Duration::from_millis(
 pub struct Config {
     pub addr: SocketAddr,
     pub read_side: ReadSideConfig,
-    /// Bytes of recent answers kept to serve while MongoDB is unreachable
-    /// (`QUERY_CACHE_BYTES`, default 64 MiB).
+    /// Bytes of answers kept in memory: served while the change feed proves them current,
+    /// and while MongoDB is unreachable (`QUERY_CACHE_BYTES`, default 64 MiB).
     pub cache_bytes: usize,
     /// `BLOB_DIR`: where uploaded images are stored (written by command-api).
     pub blob_dir: std::path::PathBuf,
@@ -86,13 +93,25 @@ impl Application {
             COLLECTIONS_EVERY,
             tasks.clone(),
         );
+        let feed = feed::Feed::spawn(
+            read_side.js.clone(),
+            read_side.prefix.clone(),
+            tasks.clone(),
+        );
+        let answers = fresh::Answers::new(config.cache_bytes as u64);
+        spawn_cache_upkeep(feed.clone(), answers.clone(), tasks.clone());
         let state = http::QueryState {
             db: read_side.db.clone(),
             collections,
             authenticator: read_side.authenticator.clone(),
             projection: ProjectionWatch::spawn(read_side.db.clone(), tasks.clone()),
             views,
-            cache: ReadCache::new(config.cache_bytes),
+            answers: answers.clone(),
+            feed: feed.clone(),
+            tallies: moka::sync::Cache::builder()
+                .max_capacity(TALLIES)
+                .time_to_live(TALLY_FRESH_FOR)
+                .build(),
             breaker: Breaker::default(),
             blobs: std::sync::Arc::new(shared::blobs::FsBlobStore::new(&config.blob_dir)),
         };
@@ -135,4 +154,30 @@ impl Application {
         served?;
         Ok(())
     }
+}
+
+/// Drops a product's kept detail as soon as the product changes, and shows the cache's size
+/// on `/metrics`.
+fn spawn_cache_upkeep(feed: feed::Feed, answers: fresh::Answers, shutdown: CancellationToken) {
+    let mut changes = feed.changes();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = changes.recv() => match changed {
+                    Ok(id) => answers.forget(&fresh::product_key(&id)),
+                    // Missed drops only cost memory: answers are checked when served.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => {
+                    let (entries, bytes) = answers.usage();
+                    metrics::gauge!("query_cache_entries").set(entries as f64);
+                    metrics::gauge!("query_cache_bytes").set(bytes as f64);
+                    metrics::gauge!("query_feed_live").set(if feed.is_live() { 1.0 } else { 0.0 });
+                }
+            }
+        }
+    });
 }

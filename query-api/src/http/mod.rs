@@ -26,7 +26,9 @@ use tower_http::trace::TraceLayer;
 pub use reader::Reader;
 
 use crate::{
-    cache::{Breaker, ReadCache},
+    cache::Breaker,
+    feed::{Depends, Feed},
+    fresh::{Answers, Kept},
     projection::ProjectionWatch,
     views::ViewRecorder,
 };
@@ -39,7 +41,11 @@ pub struct QueryState {
     pub authenticator: Authenticator,
     pub projection: ProjectionWatch,
     pub views: ViewRecorder,
-    pub cache: ReadCache,
+    /// Answers kept in memory, served while [`Feed`] proves them current.
+    pub answers: Answers,
+    pub feed: Feed,
+    /// View tallies by SKU, read at most once per [`crate::TALLY_FRESH_FOR`] per product.
+    pub tallies: moka::sync::Cache<String, i64>,
     pub breaker: Breaker,
     pub blobs: shared::blobs::Blobs,
 }
@@ -140,28 +146,59 @@ fn wanted(headers: &HeaderMap) -> Result<Option<(i64, Duration)>, ApiError> {
     Ok(Some((position, Duration::from_millis(wait))))
 }
 
-/// Reads through the outage cache: a fresh answer is kept (a missing one forgotten, 404); when
-/// the store fails, the last answer kept under `key` is served, else 503.
+/// Reads through the kept answers: one the change feed proves current is served without the
+/// store; otherwise the store is read and the answer kept (a missing one forgotten, 404).
+/// When the store fails, the last answer kept under `key`, current or not, is served, else
+/// 503.
 async fn read_through<F>(
     state: &QueryState,
     key: String,
     what: &'static str,
+    depends: Depends,
     read: F,
 ) -> Result<std::sync::Arc<serde_json::Value>, ApiError>
 where
     F: std::future::IntoFuture<Output = mongodb::error::Result<Option<serde_json::Value>>>,
 {
+    // Every answer reports at most the position seen now (the middleware read it earlier).
+    let reported = state.projection.current();
+    // Within the breaker: a catalog to read again from a frozen store must not hang.
+    let collections = state.breaker.run(state.collections.current()).await.ok();
+    if let (Some(kept), Some(collections)) = (state.answers.get(&key), &collections) {
+        let current = kept
+            .read_at
+            .is_some_and(|at| state.feed.current(at, kept.depends, reported));
+        if current && *kept.collections == **collections {
+            metrics::counter!("query_cache_hits_total").increment(1);
+            return Ok(kept.value.clone());
+        }
+    }
+    metrics::counter!("query_cache_misses_total").increment(1);
+    // Tagged before reading: the store holds at least this much when it answers.
+    let read_at = state.feed.read_at(state.projection.current());
     match state.breaker.run(read).await {
         Ok(Some(value)) => {
             let value = std::sync::Arc::new(value);
-            let size = value.to_string().len();
-            state.cache.put(key, value.clone(), size);
+            if let Some(collections) = collections {
+                state.answers.put(
+                    key.clone(),
+                    Kept::new(value.clone(), read_at, depends, collections),
+                );
+                // A change that arrived while reading may have been dropped before the put.
+                if read_at.is_some_and(|at| !state.feed.current(at, depends, 0)) {
+                    state.answers.forget(&key);
+                }
+            }
             Ok(value)
         }
         Ok(None) => {
-            state.cache.remove(&key);
+            state.answers.forget(&key);
             Err(ApiError::NotFound(what))
         }
-        Err(e) => state.cache.get(&key).ok_or(e),
+        Err(e) => state
+            .answers
+            .get(&key)
+            .map(|kept| kept.value.clone())
+            .ok_or(e),
     }
 }

@@ -20,7 +20,7 @@ use shared::{ApiError, Role, cursor::Scope, http::QueryParams, read_model};
 use uuid::Uuid;
 
 use super::{
-    QueryState, Reader,
+    Depends, QueryState, Reader,
     caching::json_answer,
     keyset::{Key, Order},
     read_through,
@@ -210,7 +210,7 @@ async fn list(
         &listing.scope,
         listing.cursor.as_deref(),
     )?;
-    let page = read_through(&state, cache_key, "listing", async {
+    let page = read_through(&state, cache_key, "listing", Depends::Products, async {
         page_of_products(&state, filter, &listing).await.map(Some)
     })
     .await?;
@@ -330,12 +330,47 @@ async fn detail(
 ) -> Result<Response, ApiError> {
     params.only(&[])?;
     let sku = parse_sku(&sku)?;
-    let key = format!("product:{sku}");
-    let product = read_through(&state, key, "product", load_product(&state, sku)).await?;
+    let key = crate::fresh::product_key(&sku);
+    let product = read_through(
+        &state,
+        key,
+        "product",
+        Depends::Product(sku),
+        load_product(&state, sku),
+    )
+    .await?;
     if reader.0.is_none() {
         state.views.record(sku);
     }
+    // The tally moves with every anonymous view: it is read apart from the product, at most
+    // once a second per product, and may lag by that much.
+    let product = match views_now(&state, &sku.to_string()).await {
+        Some(views) if product.get("views") != Some(&json!(views)) => {
+            let mut with_views = (*product).clone();
+            with_views["views"] = json!(views);
+            std::sync::Arc::new(with_views)
+        }
+        _ => product,
+    };
     Ok(json_answer(&headers, reader.0.is_none(), &product))
+}
+
+/// The product's view tally, from memory if read within the last second; `None` when the
+/// store cannot say (the tally kept with the product is shown then).
+async fn views_now(state: &QueryState, sku: &str) -> Option<i64> {
+    if let Some(views) = state.tallies.get(sku) {
+        return Some(views);
+    }
+    let views = state
+        .breaker
+        .run(views_of(state, &[sku]))
+        .await
+        .ok()?
+        .get(sku)
+        .copied()
+        .unwrap_or(0);
+    state.tallies.insert(sku.to_owned(), views);
+    Some(views)
 }
 
 async fn load_product(state: &QueryState, sku: Uuid) -> mongodb::error::Result<Option<Value>> {

@@ -17,7 +17,7 @@ use shared::{ApiError, cursor::Scope, http::QueryParams, read_model};
 use uuid::Uuid;
 
 use super::{
-    QueryState, Reader,
+    Depends, QueryState, Reader,
     caching::json_answer,
     keyset::{Key, Order},
     products::{count, escape_regex, plain_text, rfc3339},
@@ -150,7 +150,7 @@ async fn page(
 ) -> Result<Response, ApiError> {
     let limit = params.limit()?;
     let filter = order.resume(filter, &scope, params.get("cursor"))?;
-    let page = read_through(state, cache_key, "listing", async {
+    let page = read_through(state, cache_key, "listing", Depends::Reviews, async {
         let reviews = state.collection(read_model::REVIEWS).await?;
         let page = order.fetch(&reviews, filter, &scope, limit).await?;
         let names = display_names(state, &page.documents).await?;
@@ -179,7 +179,7 @@ async fn one(
         .map_err(|_| ApiError::NotFound("review"))?
         .to_string();
     let key = format!("review:{id}");
-    let review = read_through(&state, key, "review", async {
+    let review = read_through(&state, key, "review", Depends::Reviews, async {
         let found = state
             .collection(read_model::REVIEWS)
             .await?

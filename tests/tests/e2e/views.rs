@@ -39,19 +39,23 @@ async fn ten_thousand_anonymous_reads_are_ten_thousand_views_across_a_notifier_c
 
     let clients = 25; // divides VIEWS
     let per_client = VIEWS / clients;
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let readers = (0..clients).map(|_| {
-        let (query, path) = (catalog.query.clone(), path.clone());
+        let (query, path, read) = (catalog.query.clone(), path.clone(), read.clone());
         tokio::spawn(async move {
             for _ in 0..per_client {
                 let reply = query.get(&path, None).await;
                 assert_eq!(reply.status, 200);
+                read.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         })
     });
     let readers = futures::future::join_all(readers);
     let crash = async {
         // Mid-way, the notifier is killed (SIGKILL: no clean-up) and a new one takes over.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        while read.load(std::sync::atomic::Ordering::Relaxed) < VIEWS / 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let before = views_of(&catalog, &sku).await;
         notifier.kill().await;
         assert!(

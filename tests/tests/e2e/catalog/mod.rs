@@ -1,6 +1,7 @@
 //! The catalog end to end: product commands → events → projector → MongoDB → query API.
 
 mod caching;
+mod fresh;
 mod outages;
 mod paging;
 mod reads;

@@ -1,0 +1,126 @@
+//! Answers kept in memory and served without the store while the change feed
+//! ([`crate::feed`]) proves them current: an answer read at projection position `p` is served
+//! to a reader told `X-Projection-Position: r` only if the feed has seen every event up to
+//! `r` and none it depends on after `p`, and the read models are still in the collections it
+//! was read from (a rebuild's switch makes every answer a miss). So an answer is never older
+//! than the position it is served with, and `X-Min-Position` still holds.
+//!
+//! The same entries, current or not, are what a reader gets while MongoDB is unreachable.
+//! Memory is bounded by `QUERY_CACHE_BYTES` (serialised size of the answers), evicted by
+//! moka (TinyLFU admission, LRU eviction).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use shared::read_model::Collections;
+
+use crate::feed::{Depends, ReadAt};
+
+/// One kept answer.
+#[derive(Debug)]
+pub struct Kept {
+    pub value: Arc<Value>,
+    pub read_at: Option<ReadAt>,
+    pub depends: Depends,
+    pub collections: Arc<Collections>,
+    bytes: u32,
+}
+
+impl Kept {
+    pub fn new(
+        value: Arc<Value>,
+        read_at: Option<ReadAt>,
+        depends: Depends,
+        collections: Arc<Collections>,
+    ) -> Self {
+        let bytes = serde_json::to_vec(&*value).map_or(0, |b| b.len());
+        Self {
+            value,
+            read_at,
+            depends,
+            collections,
+            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Answers {
+    cache: moka::sync::Cache<String, Arc<Kept>>,
+}
+
+impl Answers {
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|key: &String, kept: &Arc<Kept>| {
+                    kept.bytes
+                        .saturating_add(u32::try_from(key.len()).unwrap_or(u32::MAX))
+                        .saturating_add(200)
+                })
+                .build(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<Kept>> {
+        self.cache.get(key)
+    }
+
+    pub fn put(&self, key: String, kept: Kept) {
+        self.cache.insert(key, Arc::new(kept));
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.cache.invalidate(key);
+    }
+
+    /// Entries and weighed bytes (for `/metrics`; moka counts lazily).
+    pub fn usage(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks();
+        (self.cache.entry_count(), self.cache.weighted_size())
+    }
+}
+
+/// The key of one product's detail (dropped as soon as the product changes).
+pub fn product_key(sku: &uuid::Uuid) -> String {
+    format!("product:{sku}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(n: usize) -> Kept {
+        Kept::new(
+            Arc::new(serde_json::json!("x".repeat(n))),
+            None,
+            Depends::Products,
+            Arc::default(),
+        )
+    }
+
+    #[test]
+    fn memory_stays_within_the_budget() {
+        let answers = Answers::new(100_000);
+        for n in 0..1000 {
+            answers.put(format!("k{n}"), kept(1000));
+        }
+        let (entries, bytes) = answers.usage();
+        assert!(bytes <= 100_000, "{bytes}");
+        assert!(entries < 100, "{entries}");
+    }
+
+    #[test]
+    fn a_refreshed_key_keeps_its_latest_answer() {
+        let answers = Answers::new(1 << 20);
+        for n in 0..100 {
+            answers.put("same".into(), kept(n));
+        }
+        assert_eq!(
+            answers.get("same").unwrap().value.as_str().map(str::len),
+            Some(99)
+        );
+        assert_eq!(answers.usage().0, 1);
+    }
+}
