@@ -34,15 +34,19 @@ pub struct Servers {
     pub mongodb_url: String,
 }
 
+/// The services, running in this process against scratch databases and a NATS prefix.
 #[derive(Clone)]
-struct System {
-    command: String,
-    query: String,
-    token: String,
-    client: reqwest::Client,
-    db: mongodb::Database,
-    pg_url: String,
-    shutdown: CancellationToken,
+pub struct System {
+    pub command: String,
+    pub query: String,
+    pub token: String,
+    pub client: reqwest::Client,
+    pub db: mongodb::Database,
+    pub pg_url: String,
+    pub mongo: MongoConfig,
+    pub nats: NatsConfig,
+    pub public_key: shared::auth::PublicKey,
+    pub shutdown: CancellationToken,
 }
 
 pub async fn run(
@@ -51,6 +55,18 @@ pub async fn run(
     duration: Duration,
     rate: u32,
 ) -> anyhow::Result<Vec<Row>> {
+    with_system(servers, |system| async move {
+        scenarios(&system, levels, duration, rate).await
+    })
+    .await
+}
+
+/// Runs `scenarios` against a fresh system, and leaves nothing behind.
+pub async fn with_system<F, Fut>(servers: &Servers, scenarios: F) -> anyhow::Result<Vec<Row>>
+where
+    F: FnOnce(System) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<Row>>>,
+{
     let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
     let name = format!("camreviews_bench_{id}");
     let mut admin = PgConnection::connect(&servers.admin_url)
@@ -71,8 +87,9 @@ pub async fn run(
     };
     let outcome = async {
         let system = start(url.as_str(), &mongo, &nats).await?;
-        let rows = scenarios(&system, levels, duration, rate).await;
-        system.shutdown.cancel();
+        let shutdown = system.shutdown.clone();
+        let rows = scenarios(system).await;
+        shutdown.cancel();
         rows
     }
     .await;
@@ -188,6 +205,9 @@ async fn start(pg_url: &str, mongo: &MongoConfig, nats: &NatsConfig) -> anyhow::
         client,
         db: shared::mongo::connect(mongo, "bench").await?,
         pg_url: pg_url.to_owned(),
+        mongo: mongo.clone(),
+        nats: nats.clone(),
+        public_key: signing_key.public.clone(),
         shutdown,
     })
 }
@@ -205,11 +225,16 @@ fn camera(n: usize) -> Value {
 impl System {
     /// Creates a product; its SKU and position.
     async fn create(&self, n: usize) -> anyhow::Result<(String, i64)> {
+        self.create_product(camera(n)).await
+    }
+
+    /// Creates `product`; its SKU and position.
+    pub async fn create_product(&self, product: Value) -> anyhow::Result<(String, i64)> {
         let reply = self
             .client
             .post(format!("{}/api/v1/products", self.command))
             .bearer_auth(&self.token)
-            .json(&camera(n))
+            .json(&product)
             .send()
             .await?;
         anyhow::ensure!(reply.status() == 201, "create answered {}", reply.status());
@@ -220,7 +245,7 @@ impl System {
         ))
     }
 
-    async fn get(&self, path: &str, min_position: Option<i64>) -> anyhow::Result<()> {
+    pub async fn get(&self, path: &str, min_position: Option<i64>) -> anyhow::Result<()> {
         let mut request = self.client.get(format!("{}{path}", self.query));
         if let Some(position) = min_position {
             request = request

@@ -4,6 +4,7 @@
 //! `cargo run --release -p camreviews-bench -- store|catalog|rebuild` (see docs/performance.md).
 
 mod catalog;
+mod reads;
 mod rebuild;
 mod stats;
 mod store;
@@ -55,6 +56,10 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         rate: u32,
     },
+    /// The read path under wrk (a separate process) while 50 products/s are updated: the
+    /// HTTP stack's own `/healthz`, details, a 304, list pages, a cache miss, next to a raw
+    /// `find_one` loop (needs `wrk`: apt-get install wrk).
+    Reads,
     /// `camctl projections rebuild all` over a filled event store, in events/s, next to raw
     /// MongoDB bulk inserts (build camctl first: `cargo build --release -p camctl`).
     Rebuild {
@@ -78,13 +83,9 @@ async fn main() -> anyhow::Result<()> {
     let rows = match cli.scenario {
         Scenario::Store => store::run(&cli.admin_url, &cli.concurrency, duration).await?,
         Scenario::Catalog { rate } => {
-            let servers = catalog::Servers {
-                admin_url: cli.admin_url.clone(),
-                nats_url: cli.nats_url.clone(),
-                mongodb_url: cli.mongodb_url.clone(),
-            };
-            catalog::run(&servers, &cli.concurrency, duration, rate).await?
+            catalog::run(&servers(&cli), &cli.concurrency, duration, rate).await?
         }
+        Scenario::Reads => reads::run(&servers(&cli), &cli.concurrency, duration).await?,
         Scenario::Rebuild { events } => {
             rebuild::run(&cli.admin_url, &cli.mongodb_url, events).await?
         }
@@ -92,4 +93,12 @@ async fn main() -> anyhow::Result<()> {
     stats::print_table(&rows)?;
     stats::write_json(&cli.json, &rows)?;
     Ok(())
+}
+
+fn servers(cli: &Cli) -> catalog::Servers {
+    catalog::Servers {
+        admin_url: cli.admin_url.clone(),
+        nats_url: cli.nats_url.clone(),
+        mongodb_url: cli.mongodb_url.clone(),
+    }
 }

@@ -47,6 +47,8 @@ impl Kept {
 #[derive(Clone)]
 pub struct Answers {
     cache: moka::sync::Cache<String, Arc<Kept>>,
+    /// One store read at a time per key.
+    refreshing: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Answers {
@@ -60,7 +62,17 @@ impl Answers {
                         .saturating_add(200)
                 })
                 .build(),
+            refreshing: moka::sync::Cache::builder()
+                .max_capacity(REFRESH_LOCKS)
+                .time_to_idle(std::time::Duration::from_secs(60))
+                .build(),
         }
+    }
+
+    /// The lock held while `key` is read from the store.
+    pub fn refresh_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.refreshing
+            .get_with_by_ref(key, || Arc::new(tokio::sync::Mutex::new(())))
     }
 
     pub fn get(&self, key: &str) -> Option<Arc<Kept>> {
@@ -81,6 +93,9 @@ impl Answers {
         (self.cache.entry_count(), self.cache.weighted_size())
     }
 }
+
+/// Keys being read at once, at most (an evicted lock only lets a second read through).
+const REFRESH_LOCKS: u64 = 10_000;
 
 /// The key of one product's detail (dropped as soon as the product changes).
 pub fn product_key(sku: &uuid::Uuid) -> String {

@@ -109,10 +109,37 @@ async fn read_your_writes(
         Ok(seen) => (next.run(request).await, seen),
         Err(e) => (e.into_response(), projection.current()),
     };
+    // An answer kept from an earlier read reports the position it was read at.
+    let reported = response
+        .extensions()
+        .get::<ReadAtPosition>()
+        .map_or(seen, |at| at.0.min(seen));
     response
         .headers_mut()
-        .insert("x-projection-position", HeaderValue::from(seen));
+        .insert("x-projection-position", HeaderValue::from(reported));
     response
+}
+
+/// On a response: the answer was read when the read models were at this position (it is
+/// reported instead of the current one).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadAtPosition(pub i64);
+
+/// An answer and, when it was kept from an earlier read, the position to report with it.
+pub struct Answer {
+    pub value: std::sync::Arc<serde_json::Value>,
+    pub read_at: Option<i64>,
+}
+
+impl Answer {
+    /// The JSON answer with caching headers, reporting its position when it has its own.
+    pub fn respond(&self, headers: &HeaderMap, anonymous: bool) -> Response {
+        let mut response = caching::json_answer(headers, anonymous, &self.value);
+        if let Some(at) = self.read_at {
+            response.extensions_mut().insert(ReadAtPosition(at));
+        }
+        response
+    }
 }
 
 const DEFAULT_WAIT_MS: u64 = 2000;
@@ -146,59 +173,116 @@ fn wanted(headers: &HeaderMap) -> Result<Option<(i64, Duration)>, ApiError> {
     Ok(Some((position, Duration::from_millis(wait))))
 }
 
-/// Reads through the kept answers: one the change feed proves current is served without the
-/// store; otherwise the store is read and the answer kept (a missing one forgotten, 404).
-/// When the store fails, the last answer kept under `key`, current or not, is served, else
-/// 503.
+/// Reads through the kept answers. One the change feed proves current is served without the
+/// store. Otherwise one request per key reads the store (the others wait for it, or, when
+/// they did not ask for a position with `X-Min-Position`, get the kept answer at once,
+/// reported at the position it was read at: never older than the position it reports).
+/// A missing answer is forgotten (404). When the store fails, the last answer kept under
+/// `key`, current or not, is served, else 503.
 async fn read_through<F>(
     state: &QueryState,
+    headers: &HeaderMap,
     key: String,
     what: &'static str,
     depends: Depends,
     read: F,
-) -> Result<std::sync::Arc<serde_json::Value>, ApiError>
+) -> Result<Answer, ApiError>
 where
     F: std::future::IntoFuture<Output = mongodb::error::Result<Option<serde_json::Value>>>,
 {
-    // Every answer reports at most the position seen now (the middleware read it earlier).
-    let reported = state.projection.current();
     // Within the breaker: a catalog to read again from a frozen store must not hang.
     let collections = state.breaker.run(state.collections.current()).await.ok();
-    if let (Some(kept), Some(collections)) = (state.answers.get(&key), &collections) {
-        let current = kept
-            .read_at
-            .is_some_and(|at| state.feed.current(at, kept.depends, reported));
-        if current && *kept.collections == **collections {
-            metrics::counter!("query_cache_hits_total").increment(1);
-            return Ok(kept.value.clone());
+    let usable = |kept: &Kept| {
+        collections
+            .as_ref()
+            .is_some_and(|c| *kept.collections == **c)
+    };
+    let current = |kept: &Kept| {
+        // Every answer reports at most the position seen now (the middleware read it earlier).
+        let reported = state.projection.current();
+        usable(kept)
+            && kept
+                .read_at
+                .is_some_and(|at| state.feed.current(at, kept.depends, reported))
+    };
+    let kept = state.answers.get(&key);
+    if let Some(kept) = kept.as_ref().filter(|k| current(k)) {
+        metrics::counter!("query_cache_hits_total").increment(1);
+        return Ok(Answer {
+            value: kept.value.clone(),
+            read_at: None,
+        });
+    }
+    let refresh = state.answers.refresh_lock(&key);
+    let guard = match refresh.clone().try_lock_owned() {
+        Ok(guard) => guard,
+        Err(_) => {
+            // Someone is reading this answer from the store now.
+            let waits_for_a_position = headers.contains_key("x-min-position");
+            let earlier = kept
+                .as_ref()
+                .filter(|k| usable(k) && !waits_for_a_position)
+                .and_then(|k| Some((k, k.read_at?)));
+            if let Some((kept, at)) = earlier {
+                metrics::counter!("query_cache_earlier_total").increment(1);
+                return Ok(Answer {
+                    value: kept.value.clone(),
+                    read_at: Some(at.position),
+                });
+            }
+            refresh.lock_owned().await
         }
+    };
+    // Read while we waited?
+    if let Some(kept) = state.answers.get(&key).filter(|k| current(k)) {
+        metrics::counter!("query_cache_hits_total").increment(1);
+        return Ok(Answer {
+            value: kept.value.clone(),
+            read_at: None,
+        });
     }
     metrics::counter!("query_cache_misses_total").increment(1);
     // Tagged before reading: the store holds at least this much when it answers.
     let read_at = state.feed.read_at(state.projection.current());
-    match state.breaker.run(read).await {
+    let outcome = state.breaker.run(read).await;
+    let answer = match outcome {
         Ok(Some(value)) => {
             let value = std::sync::Arc::new(value);
             if let Some(collections) = collections {
+                // Kept answers only move forward (all puts of a key happen under its lock).
                 state.answers.put(
                     key.clone(),
                     Kept::new(value.clone(), read_at, depends, collections),
                 );
-                // A change that arrived while reading may have been dropped before the put.
-                if read_at.is_some_and(|at| !state.feed.current(at, depends, 0)) {
+                // A product's change that arrived while reading may have been dropped before
+                // the put, and its record is not kept for ever: drop the answer. (Answers that
+                // depend on a whole model are checked against generations that are never
+                // forgotten, so they stay, to be handed out at their own position.)
+                let own_change = matches!(depends, Depends::Product(_))
+                    && read_at.is_some_and(|at| !state.feed.current(at, depends, 0));
+                if own_change {
                     state.answers.forget(&key);
                 }
             }
-            Ok(value)
+            Ok(Answer {
+                value,
+                read_at: None,
+            })
         }
         Ok(None) => {
             state.answers.forget(&key);
             Err(ApiError::NotFound(what))
         }
+        // Reported at the position it was read at, when that is known.
         Err(e) => state
             .answers
             .get(&key)
-            .map(|kept| kept.value.clone())
+            .map(|kept| Answer {
+                value: kept.value.clone(),
+                read_at: kept.read_at.map(|at| at.position),
+            })
             .ok_or(e),
-    }
+    };
+    drop(guard);
+    answer
 }

@@ -210,11 +210,16 @@ async fn list(
         &listing.scope,
         listing.cursor.as_deref(),
     )?;
-    let page = read_through(&state, cache_key, "listing", Depends::Products, async {
-        page_of_products(&state, filter, &listing).await.map(Some)
-    })
+    let page = read_through(
+        &state,
+        &headers,
+        cache_key,
+        "listing",
+        Depends::Products,
+        async { page_of_products(&state, filter, &listing).await.map(Some) },
+    )
     .await?;
-    Ok(json_answer(&headers, reader.0.is_none(), &page))
+    Ok(page.respond(&headers, reader.0.is_none()))
 }
 
 async fn page_of_products(
@@ -331,8 +336,9 @@ async fn detail(
     params.only(&[])?;
     let sku = parse_sku(&sku)?;
     let key = crate::fresh::product_key(&sku);
-    let product = read_through(
+    let mut product = read_through(
         &state,
+        &headers,
         key,
         "product",
         Depends::Product(sku),
@@ -344,15 +350,14 @@ async fn detail(
     }
     // The tally moves with every anonymous view: it is read apart from the product, at most
     // once a second per product, and may lag by that much.
-    let product = match views_now(&state, &sku.to_string()).await {
-        Some(views) if product.get("views") != Some(&json!(views)) => {
-            let mut with_views = (*product).clone();
+    if let Some(views) = views_now(&state, &sku.to_string()).await {
+        if product.value.get("views") != Some(&json!(views)) {
+            let mut with_views = (*product.value).clone();
             with_views["views"] = json!(views);
-            std::sync::Arc::new(with_views)
+            product.value = std::sync::Arc::new(with_views);
         }
-        _ => product,
-    };
-    Ok(json_answer(&headers, reader.0.is_none(), &product))
+    }
+    Ok(product.respond(&headers, reader.0.is_none()))
 }
 
 /// The product's view tally, from memory if read within the last second; `None` when the

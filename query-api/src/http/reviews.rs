@@ -18,7 +18,6 @@ use uuid::Uuid;
 
 use super::{
     Depends, QueryState, Reader,
-    caching::json_answer,
     keyset::{Key, Order},
     products::{count, escape_regex, plain_text, rfc3339},
     read_through,
@@ -150,21 +149,28 @@ async fn page(
 ) -> Result<Response, ApiError> {
     let limit = params.limit()?;
     let filter = order.resume(filter, &scope, params.get("cursor"))?;
-    let page = read_through(state, cache_key, "listing", Depends::Reviews, async {
-        let reviews = state.collection(read_model::REVIEWS).await?;
-        let page = order.fetch(&reviews, filter, &scope, limit).await?;
-        let names = display_names(state, &page.documents).await?;
-        let items: Vec<Value> = page
-            .documents
-            .iter()
-            .map(|r| review_json(r, &names))
-            .collect();
-        Ok(Some(
-            json!({ "items": items, "next_cursor": page.next_cursor }),
-        ))
-    })
+    let page = read_through(
+        state,
+        headers,
+        cache_key,
+        "listing",
+        Depends::Reviews,
+        async {
+            let reviews = state.collection(read_model::REVIEWS).await?;
+            let page = order.fetch(&reviews, filter, &scope, limit).await?;
+            let names = display_names(state, &page.documents).await?;
+            let items: Vec<Value> = page
+                .documents
+                .iter()
+                .map(|r| review_json(r, &names))
+                .collect();
+            Ok(Some(
+                json!({ "items": items, "next_cursor": page.next_cursor }),
+            ))
+        },
+    )
     .await?;
-    Ok(json_answer(headers, reader.0.is_none(), &page))
+    Ok(page.respond(headers, reader.0.is_none()))
 }
 
 async fn one(
@@ -179,7 +185,7 @@ async fn one(
         .map_err(|_| ApiError::NotFound("review"))?
         .to_string();
     let key = format!("review:{id}");
-    let review = read_through(&state, key, "review", Depends::Reviews, async {
+    let review = read_through(&state, &headers, key, "review", Depends::Reviews, async {
         let found = state
             .collection(read_model::REVIEWS)
             .await?
@@ -192,7 +198,7 @@ async fn one(
         Ok(Some(review_json(&review, &names)))
     })
     .await?;
-    Ok(json_answer(&headers, reader.0.is_none(), &review))
+    Ok(review.respond(&headers, reader.0.is_none()))
 }
 
 /// The authors' display names, read at answer time so a renamed author shows the new name on
