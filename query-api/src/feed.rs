@@ -61,6 +61,9 @@ struct State {
     reviews: AtomicI64,
     users: AtomicI64,
     changed: moka::sync::Cache<Uuid, i64>,
+    /// The latest change position among the per-aggregate records that were forgotten
+    /// (expired or evicted): an aggregate with no record may have changed up to here.
+    forgotten: Arc<AtomicI64>,
     /// Told when an aggregate changes, so its answers can be dropped at once.
     on_change: tokio::sync::broadcast::Sender<Uuid>,
     live: AtomicBool,
@@ -76,6 +79,8 @@ impl Feed {
     }
 
     fn new() -> Self {
+        let forgotten = Arc::new(AtomicI64::new(0));
+        let watermark = forgotten.clone();
         Self {
             state: Arc::new(State {
                 epoch: RwLock::new(None),
@@ -86,7 +91,15 @@ impl Feed {
                 changed: moka::sync::Cache::builder()
                     .max_capacity(MAX_CHANGES)
                     .time_to_live(REMEMBER_CHANGES)
+                    .eviction_listener(move |_, position: i64, cause| {
+                        // Replaced records were superseded by a later change; any other
+                        // removal forgets one.
+                        if cause != moka::notification::RemovalCause::Replaced {
+                            watermark.fetch_max(position, Ordering::SeqCst);
+                        }
+                    })
                     .build(),
+                forgotten,
                 on_change: tokio::sync::broadcast::channel(1024).0,
                 live: AtomicBool::new(false),
             }),
@@ -124,11 +137,11 @@ impl Feed {
         let seen = |at: &AtomicI64| at.load(Ordering::SeqCst) <= read.position;
         match depends {
             Depends::Product(sku) => {
-                seen(&state.reviews)
-                    && state
-                        .changed
-                        .get(&sku)
-                        .is_none_or(|changed| changed <= read.position)
+                let changed = state
+                    .changed
+                    .get(&sku)
+                    .unwrap_or_else(|| state.forgotten.load(Ordering::SeqCst));
+                seen(&state.reviews) && changed <= read.position
             }
             Depends::Products => seen(&state.products) && seen(&state.reviews),
             Depends::Reviews => seen(&state.reviews) && seen(&state.users),
@@ -213,13 +226,31 @@ impl Feed {
             let Some((aggregate_type, id)) = aggregate_of(&message.subject) else {
                 anyhow::bail!("{} is not an event subject", message.subject);
             };
-            self.changed(aggregate_type, id, position);
+            // A copy requeued from `DLQ` changes the read model now, though its position is
+            // old (the checkpoint went past it when it was parked): count it as a change just
+            // past everything seen, which no answer kept so far reflects.
+            let requeued = message.headers.as_ref().is_some_and(|h| {
+                h.get(headers::REQUEUED).is_some() || h.get(headers::REQUEUED_FOR).is_some()
+            });
+            if requeued {
+                let now = self.state.frontier.load(Ordering::SeqCst) + 1;
+                self.record(aggregate_type, id, now);
+            } else {
+                self.changed(aggregate_type, id, position);
+            }
         }
     }
 
     /// Records one event: what it changed, then the frontier (in that order, so a reader who
     /// sees the frontier sees the change).
     fn changed(&self, aggregate_type: &str, id: Option<Uuid>, position: i64) {
+        self.record(aggregate_type, id, position);
+        self.state.frontier.fetch_max(position, Ordering::SeqCst);
+        metrics::gauge!("query_feed_position").set(position as f64);
+    }
+
+    /// What an event changed (not the frontier).
+    fn record(&self, aggregate_type: &str, id: Option<Uuid>, position: i64) {
         let state = &self.state;
         match aggregate_type {
             "product" => {
@@ -238,8 +269,6 @@ impl Feed {
             state.changed.insert(id, before.max(position));
             let _ = state.on_change.send(id);
         }
-        state.frontier.fetch_max(position, Ordering::SeqCst);
-        metrics::gauge!("query_feed_position").set(position as f64);
     }
 }
 
@@ -250,11 +279,13 @@ async fn tip_position(stream: &jetstream::stream::Stream, last: u64) -> anyhow::
     while sequence > 0 && last - sequence < 1000 {
         let message = match stream.get_raw_message(sequence).await {
             Ok(message) => message,
-            // Deleted by retention or by hand: look further back.
-            Err(_) => {
+            // Deleted by retention or by hand: look further back. Anything else (a timeout)
+            // fails the epoch: a start taken too low would let an unseen event through.
+            Err(e) if e.kind() == jetstream::stream::RawMessageErrorKind::NoMessageFound => {
                 sequence -= 1;
                 continue;
             }
+            Err(e) => return Err(anyhow::anyhow!("reading the stream's last event: {e}")),
         };
         let requeued = message
             .headers
@@ -332,6 +363,23 @@ mod tests {
         assert!(feed.current(read, Depends::Reviews, 14));
         feed.changed("user", Some(b), 15);
         assert!(!feed.current(read, Depends::Reviews, 15), "author names");
+    }
+
+    #[test]
+    fn a_forgotten_change_still_counts_for_every_product_it_may_have_been() {
+        let feed = live_feed(10);
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let read = feed.read_at(12).unwrap();
+        feed.changed("product", Some(a), 14);
+        feed.state.changed.invalidate(&a);
+        feed.state.changed.run_pending_tasks();
+        assert!(!feed.current(read, Depends::Product(a), 14));
+        assert!(
+            !feed.current(read, Depends::Product(b), 14),
+            "any product may be the forgotten one"
+        );
+        let later = feed.read_at(14).unwrap();
+        assert!(feed.current(later, Depends::Product(a), 14));
     }
 
     #[test]

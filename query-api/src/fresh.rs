@@ -20,6 +20,9 @@ use crate::feed::{Depends, ReadAt};
 #[derive(Debug)]
 pub struct Kept {
     pub value: Arc<Value>,
+    /// The projection position when it was read: the answer reflects at least this much.
+    pub position: i64,
+    /// The change feed's epoch then, if it was following (else never proven current).
     pub read_at: Option<ReadAt>,
     pub depends: Depends,
     pub collections: Arc<Collections>,
@@ -29,6 +32,7 @@ pub struct Kept {
 impl Kept {
     pub fn new(
         value: Arc<Value>,
+        position: i64,
         read_at: Option<ReadAt>,
         depends: Depends,
         collections: Arc<Collections>,
@@ -36,6 +40,7 @@ impl Kept {
         let bytes = serde_json::to_vec(&*value).map_or(0, |b| b.len());
         Self {
             value,
+            position,
             read_at,
             depends,
             collections,
@@ -79,8 +84,17 @@ impl Answers {
         self.cache.get(key)
     }
 
+    /// Keeps `kept` unless the answer kept under `key` was read later (kept answers only
+    /// move forward, whatever order two reads of one key finish in).
     pub fn put(&self, key: String, kept: Kept) {
-        self.cache.insert(key, Arc::new(kept));
+        self.cache.entry(key).and_compute_with(|existing| {
+            let newer = existing.is_none_or(|e| e.value().position <= kept.position);
+            if newer {
+                moka::ops::compute::Op::Put(Arc::new(kept))
+            } else {
+                moka::ops::compute::Op::Nop
+            }
+        });
     }
 
     pub fn forget(&self, key: &str) {
@@ -109,6 +123,7 @@ mod tests {
     fn kept(n: usize) -> Kept {
         Kept::new(
             Arc::new(serde_json::json!("x".repeat(n))),
+            n as i64,
             None,
             Depends::Products,
             Arc::default(),

@@ -213,21 +213,21 @@ where
             read_at: None,
         });
     }
+    // The position the request waited for (the middleware checked the header).
+    let wanted: Option<i64> = headers
+        .get("x-min-position")
+        .and_then(|v| v.to_str().ok()?.trim().parse().ok());
     let refresh = state.answers.refresh_lock(&key);
     let guard = match refresh.clone().try_lock_owned() {
         Ok(guard) => guard,
         Err(_) => {
             // Someone is reading this answer from the store now.
-            let waits_for_a_position = headers.contains_key("x-min-position");
-            let earlier = kept
-                .as_ref()
-                .filter(|k| usable(k) && !waits_for_a_position)
-                .and_then(|k| Some((k, k.read_at?)));
-            if let Some((kept, at)) = earlier {
+            let earlier = kept.as_ref().filter(|k| usable(k) && wanted.is_none());
+            if let Some(kept) = earlier {
                 metrics::counter!("query_cache_earlier_total").increment(1);
                 return Ok(Answer {
                     value: kept.value.clone(),
-                    read_at: Some(at.position),
+                    read_at: Some(kept.position),
                 });
             }
             refresh.lock_owned().await
@@ -243,7 +243,8 @@ where
     }
     metrics::counter!("query_cache_misses_total").increment(1);
     // Tagged before reading: the store holds at least this much when it answers.
-    let read_at = state.feed.read_at(state.projection.current());
+    let position = state.projection.current();
+    let read_at = state.feed.read_at(position);
     let outcome = state.breaker.run(read).await;
     let answer = match outcome {
         Ok(Some(value)) => {
@@ -252,7 +253,7 @@ where
                 // Kept answers only move forward (all puts of a key happen under its lock).
                 state.answers.put(
                     key.clone(),
-                    Kept::new(value.clone(), read_at, depends, collections),
+                    Kept::new(value.clone(), position, read_at, depends, collections),
                 );
                 // A product's change that arrived while reading may have been dropped before
                 // the put, and its record is not kept for ever: drop the answer. (Answers that
@@ -273,13 +274,14 @@ where
             state.answers.forget(&key);
             Err(ApiError::NotFound(what))
         }
-        // Reported at the position it was read at, when that is known.
+        // Reported at the position it was read at; not to a reader who waited for more.
         Err(e) => state
             .answers
             .get(&key)
+            .filter(|kept| wanted.is_none_or(|n| kept.position >= n))
             .map(|kept| Answer {
                 value: kept.value.clone(),
-                read_at: kept.read_at.map(|at| at.position),
+                read_at: Some(kept.position),
             })
             .ok_or(e),
     };
