@@ -6,7 +6,9 @@
 //! use: `price_cents` (price filters and sorts), `brand_key`, `name_sort`, `search_text` (the
 //! `q` search, lower-cased) and `created_position` (newest first; unique, so a stable order).
 //! Review statistics (`review_count`, `rating_avg`, `rating_sort`) belong to the review
-//! projection; product events never touch them.
+//! projection; product events never touch them. `changed_position` is at least the position of
+//! the latest event that changed the document (product or review statistics): query-api's
+//! in-memory list index reads what changed after the position it reflects by it.
 
 use mongodb::{
     Collection, IndexModel,
@@ -27,6 +29,7 @@ pub const MODEL: Model = Model {
     fold,
 };
 
+use shared::read_model::CHANGED_POSITION;
 pub use shared::read_model::{PRODUCT_HISTORY as HISTORY, PRODUCTS};
 
 /// The fields an admin can change, in the order they are stored.
@@ -51,6 +54,8 @@ pub async fn ensure_indexes(db: &Store) -> anyhow::Result<()> {
             index(doc! { "deleted": 1, "price_cents": 1, "_id": 1 }),
             index(doc! { "deleted": 1, "name_sort": 1, "_id": 1 }),
             index(doc! { "deleted": 1, "rating_sort": 1, "_id": 1 }),
+            // What changed after a position (query-api's list index catches up by it).
+            index(doc! { CHANGED_POSITION: 1 }),
         ])
         .await?;
     history(db)
@@ -106,6 +111,12 @@ fn fold(current: Option<&Document>, envelope: &EventEnvelope) -> anyhow::Result<
     };
     product.insert("updated_at", at);
     product.insert("version", envelope.aggregate_version);
+    // Never lowered: the review statistics may have raised it past this event.
+    let changed = current
+        .and_then(|c| c.get_i64(CHANGED_POSITION).ok())
+        .unwrap_or(0)
+        .max(envelope.position);
+    product.insert(CHANGED_POSITION, changed);
     if !product.contains_key("deleted") {
         product.insert("deleted", false);
     }
@@ -116,11 +127,11 @@ fn fold(current: Option<&Document>, envelope: &EventEnvelope) -> anyhow::Result<
 /// products (their reviews may have been projected first; instances race across aggregates).
 pub async fn follow_up(db: &Store, events: &[&EventEnvelope]) -> anyhow::Result<()> {
     let mut entries = Vec::with_capacity(events.len());
-    let mut created = Vec::new();
+    let mut created = std::collections::BTreeMap::new();
     for envelope in events {
         let event = envelope.decode::<ProductEvent>()?;
         if matches!(event, ProductEvent::ProductCreated(_)) {
-            created.push(envelope.aggregate_id.to_string());
+            created.insert(envelope.aggregate_id.to_string(), envelope.position);
         }
         entries.push(history_entry(envelope, &event)?);
     }

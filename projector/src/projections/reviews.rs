@@ -17,7 +17,7 @@ use mongodb::{
 use shared::{
     EventEnvelope,
     events::{EventCatalog, ImageMeta, ReviewEvent},
-    read_model::{IMAGES, PRODUCTS, REVIEWS},
+    read_model::{CHANGED_POSITION, IMAGES, PRODUCTS, REVIEWS},
 };
 
 use super::{Fold, Model, Store, guard};
@@ -149,7 +149,8 @@ fn fold(current: Option<&Document>, envelope: &EventEnvelope) -> anyhow::Result<
 pub async fn follow_up(db: &Store, events: &[&EventEnvelope]) -> anyhow::Result<()> {
     let mut new_images = Vec::new();
     let mut image_updates = Vec::new();
-    let mut rated = Vec::new();
+    // Reviews whose rating may have changed, with their latest position in the batch.
+    let mut rated: BTreeMap<String, i64> = BTreeMap::new();
     for envelope in events {
         let id = envelope.aggregate_id.to_string();
         match envelope.decode::<ReviewEvent>()? {
@@ -167,10 +168,10 @@ pub async fn follow_up(db: &Store, events: &[&EventEnvelope]) -> anyhow::Result<
                 image_updates.push(doc! {
                     "q": { "review_id": &id }, "u": { "$set": { "removed": true } }, "multi": true,
                 });
-                rated.push(id);
+                rated.insert(id, envelope.position);
             }
             ReviewEvent::ReviewPublished { .. } | ReviewEvent::ReviewEdited { .. } => {
-                rated.push(id)
+                rated.insert(id, envelope.position);
             }
         }
     }
@@ -179,19 +180,21 @@ pub async fn follow_up(db: &Store, events: &[&EventEnvelope]) -> anyhow::Result<
     if rated.is_empty() {
         return Ok(());
     }
-    rated.sort_unstable();
-    rated.dedup();
-    let mut skus: Vec<String> = reviews(db)
-        .find(doc! { "_id": { "$in": rated } })
+    let ids: Vec<&String> = rated.keys().collect();
+    let mut skus: BTreeMap<String, i64> = BTreeMap::new();
+    let found: Vec<Document> = reviews(db)
+        .find(doc! { "_id": { "$in": ids } })
         .projection(doc! { "product_sku": 1 })
         .await?
-        .try_collect::<Vec<_>>()
-        .await?
-        .iter()
-        .filter_map(|r| r.get_str("product_sku").ok().map(str::to_owned))
-        .collect();
-    skus.sort_unstable();
-    skus.dedup();
+        .try_collect()
+        .await?;
+    for review in &found {
+        if let (Ok(id), Ok(sku)) = (review.get_str("_id"), review.get_str("product_sku")) {
+            let position = rated.get(id).copied().unwrap_or(0);
+            let at = skus.entry(sku.to_owned()).or_default();
+            *at = (*at).max(position);
+        }
+    }
     recompute_stats(db, &skus).await
 }
 
@@ -212,8 +215,12 @@ pub fn search_text(title: &str, body: &str) -> String {
 }
 
 /// Sets each product's `review_count`, `rating_sum`, `rating_avg` and `rating_sort` from its
-/// reviews that are not deleted.
-pub async fn recompute_stats(db: &Store, skus: &[String]) -> anyhow::Result<()> {
+/// reviews that are not deleted, and raises its `changed_position` to the position given with
+/// its SKU: that of the latest event of this batch that changed the statistics (never
+/// lowered, so the field ends at the latest event that touched the product, however the
+/// events were batched).
+pub async fn recompute_stats(db: &Store, positions: &BTreeMap<String, i64>) -> anyhow::Result<()> {
+    let skus: Vec<&String> = positions.keys().collect();
     if skus.is_empty() {
         return Ok(());
     }
@@ -239,6 +246,7 @@ pub async fn recompute_stats(db: &Store, skus: &[String]) -> anyhow::Result<()> 
     let statements = stats
         .into_iter()
         .map(|(sku, (included, count, sum))| {
+            let position = positions.get(sku).copied().unwrap_or(0);
             let average = (count > 0).then(|| sum as f64 / count as f64);
             doc! {
                 "q": { "_id": sku, "$or": [
@@ -251,7 +259,7 @@ pub async fn recompute_stats(db: &Store, skus: &[String]) -> anyhow::Result<()> 
                     "rating_avg": average.map_or(Bson::Null, Bson::Double),
                     "rating_sort": average.unwrap_or(-1.0),
                     "stats_version": included,
-                } },
+                }, "$max": { CHANGED_POSITION: position } },
             }
         })
         .collect();
