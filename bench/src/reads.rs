@@ -198,6 +198,16 @@ async fn scenarios(
             .await?,
         );
         rows.push(raw_find_one(system, &hot, concurrency, duration).await?);
+        // Again at the end: the machine's other tenants move the limit within a run.
+        rows.push(
+            load(
+                "query-api /healthz again (end of the level)",
+                q.clone(),
+                vec!["/healthz".into()],
+                None,
+            )
+            .await?,
+        );
     }
     writer.abort();
     Ok(rows)

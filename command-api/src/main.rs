@@ -3,6 +3,9 @@ use std::process::ExitCode;
 use camreviews_command_api::{Application, Config};
 use shared::{config::ProcessEnv, service};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = service::config_or_exit(Config::from_env(&ProcessEnv));

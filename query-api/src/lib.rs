@@ -122,7 +122,7 @@ impl Application {
             tasks.clone(),
         );
         spawn_cache_upkeep(feed.clone(), answers.clone(), tasks.clone());
-        let state = http::QueryState {
+        let state = http::QueryState::new(http::QueryParts {
             db: read_side.db.clone(),
             collections,
             authenticator: read_side.authenticator.clone(),
@@ -137,7 +137,7 @@ impl Application {
                 .build(),
             breaker: Breaker::default(),
             blobs: std::sync::Arc::new(shared::blobs::FsBlobStore::new(&config.blob_dir)),
-        };
+        });
         // Reads go on without NATS; it is reported, not required.
         let limiter = shared::http::RateLimiter::new(
             config.rate_limit,

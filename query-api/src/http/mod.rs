@@ -34,8 +34,26 @@ use crate::{
     views::ViewRecorder,
 };
 
+/// What every handler reads from: one `Arc`, so the per-request clones axum makes cost one
+/// reference count, not one per part.
 #[derive(Clone)]
-pub struct QueryState {
+pub struct QueryState(std::sync::Arc<QueryParts>);
+
+impl QueryState {
+    pub fn new(parts: QueryParts) -> Self {
+        Self(std::sync::Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for QueryState {
+    type Target = QueryParts;
+
+    fn deref(&self) -> &QueryParts {
+        &self.0
+    }
+}
+
+pub struct QueryParts {
     pub db: Database,
     /// Where each read model is kept now (a rebuild switches it).
     pub collections: shared::read_model::CollectionsFollower,
@@ -53,7 +71,7 @@ pub struct QueryState {
     pub blobs: shared::blobs::Blobs,
 }
 
-impl QueryState {
+impl QueryParts {
     /// The read model collection `base`, wherever the catalog keeps it now.
     pub async fn collection(
         &self,
@@ -74,7 +92,7 @@ pub fn router(
         .merge(reviews::router())
         .merge(users::router())
         .layer(middleware::from_fn_with_state(
-            state.projection.clone(),
+            state.clone(),
             read_your_writes,
         ))
         .with_state(state)
@@ -92,10 +110,11 @@ pub fn router(
 /// read models have applied position N, else 504 `projection_lagging`. Every answer carries
 /// `X-Projection-Position`: the read models had applied at least that much when it was read.
 async fn read_your_writes(
-    State(projection): State<ProjectionWatch>,
+    State(state): State<QueryState>,
     request: Request,
     next: Next,
 ) -> Response {
+    let projection = &state.projection;
     let waited = match wanted(request.headers()) {
         Ok(None) => Ok(projection.current()),
         Ok(Some((position, within))) => {
