@@ -456,7 +456,7 @@ mod tests {
 
     #[test]
     fn the_guard_applies_only_the_next_version() {
-        let at = |v: i64| doc! { "version": v };
+        let at = |v: i64| doc! { VERSION: v };
         assert_eq!(guard(None, 1), None);
         assert_eq!(guard(None, 2), Some(Fold::NotYet));
         assert_eq!(guard(Some(&at(1)), 2), None);

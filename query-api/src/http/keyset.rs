@@ -140,13 +140,15 @@ impl Order {
 
 #[cfg(test)]
 mod tests {
+    use shared::read_model::product_fields::{CREATED_POSITION, ID, PRICE_CENTS};
+
     use super::*;
 
     const PRICE: Order = Order {
-        field: "price_cents",
+        field: PRICE_CENTS,
         key: Key::Int,
         ascending: true,
-        tiebreak: Some(("_id", Key::Text)),
+        tiebreak: Some((ID, Key::Text)),
     };
 
     #[test]
@@ -155,7 +157,7 @@ mod tests {
         assert!(PRICE.after(&json!([100, 5])).is_err());
         assert!(PRICE.after(&json!([100, "x"])).is_ok());
         let newest = Order {
-            field: "created_position",
+            field: CREATED_POSITION,
             key: Key::Int,
             ascending: false,
             tiebreak: None,
