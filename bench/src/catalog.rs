@@ -172,6 +172,8 @@ async fn start(pg_url: &str, mongo: &MongoConfig, nats: &NatsConfig) -> anyhow::
             access_token_ttl: 3600,
         },
         cache_bytes: 64 << 20,
+        views_buffer: query_api::views::BUFFER,
+        list_index_products: query_api::listing::MAX_PRODUCTS,
         blob_dir: std::env::temp_dir().join("camreviews-bench-blobs"),
         rate_limit: shared::http::RateLimitConfig::OFF,
         telemetry,

@@ -213,6 +213,8 @@ async fn uncached_query_api(system: &System) -> anyhow::Result<String> {
             access_token_ttl: 3600,
         },
         cache_bytes: 0,
+        views_buffer: query_api::views::BUFFER,
+        list_index_products: query_api::listing::MAX_PRODUCTS,
         blob_dir: std::env::temp_dir().join("camreviews-bench-blobs"),
         rate_limit: shared::http::RateLimitConfig::OFF,
         telemetry: shared::telemetry::TelemetryConfig {

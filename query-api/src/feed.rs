@@ -57,9 +57,11 @@ struct State {
     /// The current epoch and the position it started at; `None` while not subscribed.
     epoch: RwLock<Option<(u64, i64)>>,
     frontier: AtomicI64,
-    products: AtomicI64,
-    reviews: AtomicI64,
-    users: AtomicI64,
+    /// Recent change positions per aggregate type: an answer over a whole model is exact for a
+    /// reader at position `r` when no change came between its read and `r`.
+    products: Changes,
+    reviews: Changes,
+    users: Changes,
     changed: moka::sync::Cache<Uuid, i64>,
     /// The latest change position among the per-aggregate records that were forgotten
     /// (expired or evicted): an aggregate with no record may have changed up to here.
@@ -85,9 +87,9 @@ impl Feed {
             state: Arc::new(State {
                 epoch: RwLock::new(None),
                 frontier: AtomicI64::new(0),
-                products: AtomicI64::new(0),
-                reviews: AtomicI64::new(0),
-                users: AtomicI64::new(0),
+                products: Changes::default(),
+                reviews: Changes::default(),
+                users: Changes::default(),
                 changed: moka::sync::Cache::builder()
                     .max_capacity(MAX_CHANGES)
                     .time_to_live(REMEMBER_CHANGES)
@@ -134,17 +136,17 @@ impl Feed {
         {
             return false;
         }
-        let seen = |at: &AtomicI64| at.load(Ordering::SeqCst) <= read.position;
+        let unchanged = |changes: &Changes| !changes.between(read.position, reported);
         match depends {
             Depends::Product(sku) => {
                 let changed = state
                     .changed
                     .get(&sku)
                     .unwrap_or_else(|| state.forgotten.load(Ordering::SeqCst));
-                seen(&state.reviews) && changed <= read.position
+                unchanged(&state.reviews) && changed <= read.position
             }
-            Depends::Products => seen(&state.products) && seen(&state.reviews),
-            Depends::Reviews => seen(&state.reviews) && seen(&state.users),
+            Depends::Products => unchanged(&state.products) && unchanged(&state.reviews),
+            Depends::Reviews => unchanged(&state.reviews) && unchanged(&state.users),
         }
     }
 
@@ -234,7 +236,7 @@ impl Feed {
             });
             if requeued {
                 let now = self.state.frontier.load(Ordering::SeqCst) + 1;
-                self.record(aggregate_type, id, now);
+                self.record(aggregate_type, id, now, true);
             } else {
                 self.changed(aggregate_type, id, position);
             }
@@ -244,31 +246,72 @@ impl Feed {
     /// Records one event: what it changed, then the frontier (in that order, so a reader who
     /// sees the frontier sees the change).
     fn changed(&self, aggregate_type: &str, id: Option<Uuid>, position: i64) {
-        self.record(aggregate_type, id, position);
+        self.record(aggregate_type, id, position, false);
         self.state.frontier.fetch_max(position, Ordering::SeqCst);
         metrics::gauge!("query_feed_position").set(position as f64);
     }
 
-    /// What an event changed (not the frontier).
-    fn record(&self, aggregate_type: &str, id: Option<Uuid>, position: i64) {
+    /// What an event changed (not the frontier). A requeued copy changes the read models at
+    /// once, whatever position a reader is told: every answer read before it is stale.
+    fn record(&self, aggregate_type: &str, id: Option<Uuid>, position: i64, requeued: bool) {
         let state = &self.state;
-        match aggregate_type {
-            "product" => {
-                state.products.fetch_max(position, Ordering::SeqCst);
-            }
-            "review" => {
-                state.reviews.fetch_max(position, Ordering::SeqCst);
-            }
-            "user" => {
-                state.users.fetch_max(position, Ordering::SeqCst);
-            }
-            _ => {}
+        let changes = match aggregate_type {
+            "product" => Some(&state.products),
+            "review" => Some(&state.reviews),
+            "user" => Some(&state.users),
+            _ => None,
+        };
+        match changes {
+            Some(changes) if requeued => changes.stale_before(position),
+            Some(changes) => changes.record(position),
+            None => {}
         }
         if let Some(id) = id {
             let before = state.changed.get(&id).unwrap_or(0);
             state.changed.insert(id, before.max(position));
             let _ = state.on_change.send(id);
         }
+    }
+}
+
+/// Change positions of one aggregate type, the latest [`RECENT_CHANGES`] of them, and the
+/// highest one forgotten.
+#[derive(Default)]
+struct Changes {
+    recent: std::sync::Mutex<std::collections::VecDeque<i64>>,
+    forgotten: AtomicI64,
+}
+
+/// Change positions remembered per aggregate type.
+const RECENT_CHANGES: usize = 4096;
+
+impl Changes {
+    fn record(&self, position: i64) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        // The relay publishes in position order and requeued copies are recorded past the
+        // frontier, so positions arrive rising; keep the deque sorted whatever comes.
+        let at = recent.partition_point(|p| *p <= position);
+        recent.insert(at, position);
+        if recent.len() > RECENT_CHANGES {
+            if let Some(oldest) = recent.pop_front() {
+                self.forgotten.fetch_max(oldest, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Every answer read before `position` counts as changed, whatever its reader was told.
+    fn stale_before(&self, position: i64) {
+        self.forgotten.fetch_max(position, Ordering::SeqCst);
+    }
+
+    /// Whether a change may have come after `after` and at or before `until`.
+    fn between(&self, after: i64, until: i64) -> bool {
+        if self.forgotten.load(Ordering::SeqCst) > after {
+            return true;
+        }
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let first_after = recent.partition_point(|p| *p <= after);
+        recent.get(first_after).is_some_and(|p| *p <= until)
     }
 }
 
@@ -363,6 +406,34 @@ mod tests {
         assert!(feed.current(read, Depends::Reviews, 14));
         feed.changed("user", Some(b), 15);
         assert!(!feed.current(read, Depends::Reviews, 15), "author names");
+    }
+
+    #[test]
+    fn a_list_read_before_a_change_is_current_for_readers_told_a_position_before_it() {
+        let feed = live_feed(10);
+        let read = feed.read_at(12).unwrap();
+        feed.changed("product", Some(Uuid::now_v7()), 14);
+        feed.changed("other", None, 16);
+        assert!(
+            feed.current(read, Depends::Products, 13),
+            "14 is not theirs yet"
+        );
+        assert!(!feed.current(read, Depends::Products, 14));
+        assert!(!feed.current(read, Depends::Products, 16));
+        let later = feed.read_at(14).unwrap();
+        assert!(feed.current(later, Depends::Products, 16));
+    }
+
+    #[test]
+    fn forgotten_change_positions_make_older_list_reads_unprovable() {
+        let changes = Changes::default();
+        for position in 1..=(RECENT_CHANGES as i64 + 10) {
+            changes.record(position * 2);
+        }
+        assert!(changes.between(5, 7), "forgotten");
+        let last = RECENT_CHANGES as i64 * 2 + 20;
+        assert!(!changes.between(last, last + 5));
+        assert!(changes.between(last - 3, last));
     }
 
     #[test]

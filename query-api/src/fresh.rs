@@ -7,26 +7,34 @@
 //!
 //! The same entries, current or not, are what a reader gets while MongoDB is unreachable.
 //! Memory is bounded by `QUERY_CACHE_BYTES` (serialised size of the answers), evicted by
-//! moka (TinyLFU admission, LRU eviction).
+//! moka (TinyLFU admission, LRU eviction). Each answer is kept serialised with its ETag, so a
+//! hit costs no serialisation or hashing.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use shared::read_model::Collections;
 
-use crate::feed::{Depends, ReadAt};
+use crate::{
+    feed::{Depends, ReadAt},
+    http::Rendered,
+};
 
 /// One kept answer.
 #[derive(Debug)]
 pub struct Kept {
     pub value: Arc<Value>,
+    /// `value` serialised, with its ETag.
+    pub body: Rendered,
+    /// The body last served with another count in place of one of its fields (a product's
+    /// views move faster than its document): rendered once per count, not per request.
+    recounted: Mutex<Option<(i64, Rendered)>>,
     /// The projection position when it was read: the answer reflects at least this much.
     pub position: i64,
     /// The change feed's epoch then, if it was following (else never proven current).
     pub read_at: Option<ReadAt>,
     pub depends: Depends,
     pub collections: Arc<Collections>,
-    bytes: u32,
 }
 
 impl Kept {
@@ -37,15 +45,36 @@ impl Kept {
         depends: Depends,
         collections: Arc<Collections>,
     ) -> Self {
-        let bytes = serde_json::to_vec(&*value).map_or(0, |b| b.len());
         Self {
+            body: Rendered::of(&value),
             value,
+            recounted: Mutex::new(None),
             position,
             read_at,
             depends,
             collections,
-            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
         }
+    }
+
+    /// The body with the whole-number field `field` set to `count`.
+    pub fn counted(&self, field: &str, count: i64) -> Rendered {
+        if self.value.get(field).and_then(Value::as_i64) == Some(count) {
+            return self.body.clone();
+        }
+        let mut recounted = self.recounted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, body)) = recounted.as_ref().filter(|(at, _)| *at == count) {
+            return body.clone();
+        }
+        let mut value = (*self.value).clone();
+        value[field] = Value::from(count);
+        let body = Rendered::of(&value);
+        *recounted = Some((count, body.clone()));
+        body
+    }
+
+    fn weight(&self) -> u32 {
+        // Twice the body: a recounted copy may be kept beside it.
+        u32::try_from(self.body.bytes().len().saturating_mul(2)).unwrap_or(u32::MAX)
     }
 }
 
@@ -62,7 +91,7 @@ impl Answers {
             cache: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|key: &String, kept: &Arc<Kept>| {
-                    kept.bytes
+                    kept.weight()
                         .saturating_add(u32::try_from(key.len()).unwrap_or(u32::MAX))
                         .saturating_add(200)
                 })
@@ -86,11 +115,11 @@ impl Answers {
 
     /// Keeps `kept` unless the answer kept under `key` was read later (kept answers only
     /// move forward, whatever order two reads of one key finish in).
-    pub fn put(&self, key: String, kept: Kept) {
+    pub fn put(&self, key: String, kept: Arc<Kept>) {
         self.cache.entry(key).and_compute_with(|existing| {
             let newer = existing.is_none_or(|e| e.value().position <= kept.position);
             if newer {
-                moka::ops::compute::Op::Put(Arc::new(kept))
+                moka::ops::compute::Op::Put(kept)
             } else {
                 moka::ops::compute::Op::Nop
             }
@@ -134,7 +163,7 @@ mod tests {
     fn memory_stays_within_the_budget() {
         let answers = Answers::new(100_000);
         for n in 0..1000 {
-            answers.put(format!("k{n}"), kept(1000));
+            answers.put(format!("k{n}"), Arc::new(kept(1000)));
         }
         let (entries, bytes) = answers.usage();
         assert!(bytes <= 100_000, "{bytes}");
@@ -142,10 +171,30 @@ mod tests {
     }
 
     #[test]
+    fn a_recounted_body_is_the_value_with_the_count_and_changes_its_tag() {
+        let kept = Kept::new(
+            Arc::new(serde_json::json!({ "name": "X", "views": 3 })),
+            1,
+            None,
+            Depends::Products,
+            Arc::default(),
+        );
+        let same = kept.counted("views", 3);
+        assert_eq!(same.etag(), kept.body.etag());
+        let more = kept.counted("views", 4);
+        assert_ne!(more.etag(), kept.body.etag());
+        assert_eq!(
+            serde_json::from_slice::<Value>(more.bytes()).unwrap(),
+            serde_json::json!({ "name": "X", "views": 4 })
+        );
+        assert_eq!(kept.counted("views", 4).etag(), more.etag());
+    }
+
+    #[test]
     fn a_refreshed_key_keeps_its_latest_answer() {
         let answers = Answers::new(1 << 20);
         for n in 0..100 {
-            answers.put("same".into(), kept(n));
+            answers.put("same".into(), Arc::new(kept(n)));
         }
         assert_eq!(
             answers.get("same").unwrap().value.as_str().map(str::len),

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod feed;
 pub mod fresh;
 pub mod http;
+pub mod listing;
 pub mod projection;
 pub mod views;
 
@@ -41,6 +42,12 @@ pub struct Config {
     /// Bytes of answers kept in memory: served while the change feed proves them current,
     /// and while MongoDB is unreachable (`QUERY_CACHE_BYTES`, default 64 MiB).
     pub cache_bytes: usize,
+    /// Anonymous views held in memory while they wait to be published to `VIEWS`, at most
+    /// (`QUERY_VIEWS_BUFFER`, default 100,000); past it new views are dropped and counted.
+    pub views_buffer: usize,
+    /// Products the in-memory list index holds at most (`QUERY_LIST_INDEX_PRODUCTS`, default
+    /// 200,000; 0 turns it off): a larger catalog's lists are read from the store's sort.
+    pub list_index_products: usize,
     /// `BLOB_DIR`: where uploaded images are stored (written by command-api).
     pub blob_dir: std::path::PathBuf,
     /// `RATE_LIMIT_ANONYMOUS`, `RATE_LIMIT_USER`, `TRUST_PROXY_HEADERS`.
@@ -54,6 +61,12 @@ impl Config {
             addr: config::socket_addr(src, "QUERY_API_ADDR", "127.0.0.1:8082")?,
             read_side: ReadSideConfig::from_env(src)?,
             cache_bytes: config::parsed(src, "QUERY_CACHE_BYTES", 64 << 20)?,
+            views_buffer: config::parsed(src, "QUERY_VIEWS_BUFFER", views::BUFFER)?,
+            list_index_products: config::parsed(
+                src,
+                "QUERY_LIST_INDEX_PRODUCTS",
+                listing::MAX_PRODUCTS,
+            )?,
             blob_dir: config::blob_dir(src),
             rate_limit: shared::http::RateLimitConfig::from_env(src)?,
             telemetry: TelemetryConfig::from_env(src)?,
@@ -86,6 +99,7 @@ impl Application {
         let (views, views_task) = ViewRecorder::spawn(
             read_side.js.clone(),
             read_side.prefix.clone(),
+            config.views_buffer,
             tasks.clone(),
         );
         let collections = shared::read_model::CollectionsFollower::spawn(
@@ -99,15 +113,24 @@ impl Application {
             tasks.clone(),
         );
         let answers = fresh::Answers::new(config.cache_bytes as u64);
+        let projection = ProjectionWatch::spawn(read_side.db.clone(), tasks.clone());
+        let index = listing::ProductIndex::spawn(
+            read_side.db.clone(),
+            collections.clone(),
+            projection.clone(),
+            config.list_index_products,
+            tasks.clone(),
+        );
         spawn_cache_upkeep(feed.clone(), answers.clone(), tasks.clone());
         let state = http::QueryState {
             db: read_side.db.clone(),
             collections,
             authenticator: read_side.authenticator.clone(),
-            projection: ProjectionWatch::spawn(read_side.db.clone(), tasks.clone()),
+            projection,
             views,
             answers: answers.clone(),
             feed: feed.clone(),
+            index,
             tallies: moka::sync::Cache::builder()
                 .max_capacity(TALLIES)
                 .time_to_live(TALLY_FRESH_FOR)

@@ -57,6 +57,11 @@ impl ProjectionWatch {
         watch
     }
 
+    /// Told each time the applied position moves.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.position.clone()
+    }
+
     /// The position the read models have applied, as last seen.
     pub fn current(&self) -> i64 {
         *self.position.borrow()

@@ -1,9 +1,11 @@
 //! Anonymous product views, published to `VIEWS` off the request path. A detail GET hands the
 //! SKU to a bounded queue and answers at once; a background task publishes in batches, awaits
 //! the acknowledgements together, and republishes what failed under the same `Nats-Msg-Id`,
-//! so a NATS outage delays views instead of losing or doubling them. When the queue is full
-//! (NATS away for long under heavy traffic) new views are dropped and counted in
-//! `query_views_dropped_total`: reads never wait for the broker.
+//! so a NATS outage delays views instead of losing or doubling them. At most
+//! `QUERY_VIEWS_BUFFER` views wait in memory (queued and in the batch being published); when
+//! that is full (NATS away or slow for long under heavy traffic) new views are dropped and
+//! counted in `query_views_dropped_total`: reads never wait for the broker, and memory stays
+//! bounded.
 
 use std::time::Duration;
 
@@ -14,8 +16,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Views waiting to be published, at most.
-const QUEUE: usize = 100_000;
+/// Views waiting to be published, at most (`QUERY_VIEWS_BUFFER`'s default).
+pub const BUFFER: usize = 100_000;
 /// Views published per batch, at most.
 const BATCH: usize = 500;
 /// How long shutdown waits for the queue to drain.
@@ -29,16 +31,21 @@ pub struct ViewRecorder {
 }
 
 impl ViewRecorder {
-    /// Starts the publisher; it drains the queue when `shutdown` is cancelled.
+    /// Starts the publisher, holding at most `buffer` views unpublished; it drains the queue
+    /// when `shutdown` is cancelled.
     pub fn spawn(
         js: jetstream::Context,
         prefix: Prefix,
+        buffer: usize,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (queue, receiver) = mpsc::channel(QUEUE);
+        // A batch and the queue behind it share the buffer.
+        let batch = BATCH.min(buffer / 2).max(1);
+        let (queue, receiver) = mpsc::channel(buffer.saturating_sub(batch).max(1));
         let publisher = Publisher {
             js,
             prefix,
+            batch,
             pending: Vec::new(),
         };
         let task = tokio::spawn(publisher.run(receiver, shutdown));
@@ -58,6 +65,8 @@ impl ViewRecorder {
 struct Publisher {
     js: jetstream::Context,
     prefix: Prefix,
+    /// Views published per round, at most.
+    batch: usize,
     /// Views taken from the queue and not yet acknowledged by JetStream.
     pending: Vec<ProductViewed>,
 }
@@ -66,10 +75,10 @@ impl Publisher {
     async fn run(mut self, mut queue: mpsc::Receiver<Uuid>, shutdown: CancellationToken) {
         let mut streams_ready = false;
         let mut backoff = Duration::from_millis(100);
-        let mut skus = Vec::with_capacity(BATCH);
+        let mut skus = Vec::with_capacity(self.batch);
         loop {
-            if self.pending.len() < BATCH {
-                let room = BATCH - self.pending.len();
+            if self.pending.len() < self.batch {
+                let room = self.batch - self.pending.len();
                 if self.pending.is_empty() {
                     tokio::select! {
                         n = queue.recv_many(&mut skus, room) => if n == 0 { break },

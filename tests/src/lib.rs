@@ -181,6 +181,8 @@ impl TestEnv {
             addr: "127.0.0.1:0".parse().unwrap(),
             read_side: self.read_side_config(),
             cache_bytes: 8 << 20,
+            views_buffer: query_api::views::BUFFER,
+            list_index_products: query_api::listing::MAX_PRODUCTS,
             blob_dir: self.data_dir().join("blobs"),
             rate_limit: shared::http::RateLimitConfig::OFF,
             telemetry: Self::telemetry(),

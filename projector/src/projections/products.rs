@@ -6,6 +6,9 @@
 //! `brand_key`, `name_sort`, `search_text`) are derived here from the fields an admin sets.
 //! Review statistics ([`RatingStats`]) belong to the review projection; product events never
 //! change them, and a product written back keeps them.
+//! `changed_position` is at least the position of the latest event that changed the document
+//! (product or review statistics): query-api's in-memory list index reads what changed after
+//! the position it reflects by it.
 
 use anyhow::Context as _;
 use mongodb::{
@@ -43,7 +46,8 @@ fn history(db: &Store) -> Collection<Document> {
 
 pub async fn ensure_indexes(db: &Store) -> anyhow::Result<()> {
     use product_fields::{
-        BRAND_KEY, CREATED_POSITION, DELETED, ID, NAME_SORT, PRICE_CENTS, RATING_SORT,
+        BRAND_KEY, CHANGED_POSITION, CREATED_POSITION, DELETED, ID, NAME_SORT, PRICE_CENTS,
+        RATING_SORT,
     };
     let index = |keys: Document| IndexModel::builder().keys(keys).build();
     products(db)
@@ -55,6 +59,8 @@ pub async fn ensure_indexes(db: &Store) -> anyhow::Result<()> {
             index(doc! { DELETED: 1, PRICE_CENTS: 1, ID: 1 }),
             index(doc! { DELETED: 1, NAME_SORT: 1, ID: 1 }),
             index(doc! { DELETED: 1, RATING_SORT: 1, ID: 1 }),
+            // What changed after a position (query-api's list index catches up by it).
+            index(doc! { CHANGED_POSITION: 1 }),
         ])
         .await?;
     history(db)
@@ -95,6 +101,8 @@ fn fold(current: Option<&Document>, envelope: &EventEnvelope) -> anyhow::Result<
     };
     product.updated_at = at;
     product.version = envelope.aggregate_version;
+    // Never lowered: the review statistics may have raised it past this event.
+    product.changed_position = product.changed_position.max(envelope.position);
     Fold::next(&product)
 }
 
@@ -119,6 +127,7 @@ fn new_product(envelope: &EventEnvelope, created: ProductCreated) -> anyhow::Res
         created_at: at,
         updated_at: at,
         version: envelope.aggregate_version,
+        changed_position: envelope.position,
         deleted: false,
         stats_version: None,
     };
@@ -153,11 +162,11 @@ fn set_field(product: &mut ProductDoc, field: &str, after: &Value) -> anyhow::Re
 /// products (their reviews may have been projected first; instances race across aggregates).
 pub async fn follow_up(db: &Store, events: &[&EventEnvelope]) -> anyhow::Result<()> {
     let mut entries = Vec::with_capacity(events.len());
-    let mut created = Vec::new();
+    let mut created = std::collections::BTreeMap::new();
     for envelope in events {
         let event = envelope.decode::<ProductEvent>()?;
         if matches!(event, ProductEvent::ProductCreated(_)) {
-            created.push(envelope.aggregate_id.to_string());
+            created.insert(envelope.aggregate_id.to_string(), envelope.position);
         }
         entries.push(history_entry(envelope, &event)?);
     }
@@ -260,7 +269,7 @@ mod tests {
             "brand_key": "leica", "name_sort": "q3", "search_text": "q3\nleica\nfull-frame compact",
             "review_count": 0_i64, "rating_sum": 0_i64, "rating_avg": Bson::Null,
             "rating_sort": -1.0, "created_position": 101_i64, "created_at": at(1),
-            "updated_at": at(1), "version": 1_i64, "deleted": false,
+            "updated_at": at(1), "version": 1_i64, "changed_position": 101_i64, "deleted": false,
         }
     }
 
@@ -297,13 +306,15 @@ mod tests {
         expected.extend(doc! {
             "name": "Q3 Monochrom", "specs": { "iso": "100", "autofocus": "hybrid" },
             "name_sort": "q3 monochrom", "search_text": "q3 monochrom\nleica\nfull-frame compact",
-            "updated_at": at(2), "version": 2_i64,
+            "updated_at": at(2), "version": 2_i64, "changed_position": 102_i64,
         });
         assert_eq!(bytes(&product), bytes(&expected));
 
         let deleted = ProductEvent::ProductDeleted(ProductDeleted {});
         let tombstone = next(fold(Some(&product), &envelope(SKU, 3, &deleted)));
-        expected.extend(doc! { "updated_at": at(3), "version": 3_i64, "deleted": true });
+        expected.extend(doc! {
+            "updated_at": at(3), "version": 3_i64, "changed_position": 103_i64, "deleted": true,
+        });
         assert_eq!(bytes(&tombstone), bytes(&expected));
     }
 

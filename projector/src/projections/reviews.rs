@@ -141,7 +141,8 @@ pub async fn follow_up(db: &Store, events: &[&EventEnvelope]) -> anyhow::Result<
     use image_fields::{ID, REMOVED, REVIEW_ID};
     let mut new_images = Vec::new();
     let mut image_updates = Vec::new();
-    let mut rated = Vec::new();
+    // Reviews whose rating may have changed, with their latest position in the batch.
+    let mut rated: BTreeMap<String, i64> = BTreeMap::new();
     for envelope in events {
         let id = envelope.aggregate_id.to_string();
         match envelope.decode::<ReviewEvent>()? {
@@ -160,10 +161,10 @@ pub async fn follow_up(db: &Store, events: &[&EventEnvelope]) -> anyhow::Result<
                 image_updates.push(doc! {
                     "q": { REVIEW_ID: &id }, "u": { "$set": { REMOVED: true } }, "multi": true,
                 });
-                rated.push(id);
+                rated.insert(id, envelope.position);
             }
             ReviewEvent::ReviewPublished { .. } | ReviewEvent::ReviewEdited { .. } => {
-                rated.push(id)
+                rated.insert(id, envelope.position);
             }
         }
     }
@@ -172,23 +173,22 @@ pub async fn follow_up(db: &Store, events: &[&EventEnvelope]) -> anyhow::Result<
     if rated.is_empty() {
         return Ok(());
     }
-    rated.sort_unstable();
-    rated.dedup();
-    let mut skus: Vec<String> = reviews(db)
-        .find(doc! { review_fields::ID: { "$in": rated } })
+    let ids: Vec<&String> = rated.keys().collect();
+    let mut skus: BTreeMap<String, i64> = BTreeMap::new();
+    let found: Vec<Document> = reviews(db)
+        .find(doc! { review_fields::ID: { "$in": ids } })
         .projection(doc! { review_fields::PRODUCT_SKU: 1 })
         .await?
-        .try_collect::<Vec<_>>()
-        .await?
-        .iter()
-        .filter_map(|r| {
-            r.get_str(review_fields::PRODUCT_SKU)
-                .ok()
-                .map(str::to_owned)
-        })
-        .collect();
-    skus.sort_unstable();
-    skus.dedup();
+        .try_collect()
+        .await?;
+    for review in &found {
+        let id = review.get_str(review_fields::ID);
+        if let (Ok(id), Ok(sku)) = (id, review.get_str(review_fields::PRODUCT_SKU)) {
+            let position = rated.get(id).copied().unwrap_or(0);
+            let at = skus.entry(sku.to_owned()).or_default();
+            *at = (*at).max(position);
+        }
+    }
     recompute_stats(db, &skus).await
 }
 
@@ -208,10 +208,14 @@ pub fn search_text(title: &str, body: &str) -> String {
     format!("{title}\n{body}").to_lowercase()
 }
 
-/// Sets each product's [`RatingStats`] from its reviews that are not deleted.
-pub async fn recompute_stats(db: &Store, skus: &[String]) -> anyhow::Result<()> {
-    use product_fields::STATS_VERSION;
+/// Sets each product's [`RatingStats`] from its reviews that are not deleted, and raises its
+/// `changed_position` to the position given with its SKU: that of the latest event of this
+/// batch that changed the statistics (never lowered, so the field ends at the latest event
+/// that touched the product, however the events were batched).
+pub async fn recompute_stats(db: &Store, positions: &BTreeMap<String, i64>) -> anyhow::Result<()> {
+    use product_fields::{CHANGED_POSITION, STATS_VERSION};
     use review_fields::{DELETED, PRODUCT_SKU, RATING, VERSION};
+    let skus: Vec<&String> = positions.keys().collect();
     if skus.is_empty() {
         return Ok(());
     }
@@ -236,6 +240,7 @@ pub async fn recompute_stats(db: &Store, skus: &[String]) -> anyhow::Result<()> 
     }
     let mut statements = Vec::with_capacity(stats.len());
     for (sku, (included, count, sum)) in stats {
+        let position = positions.get(sku).copied().unwrap_or(0);
         let mut set = bson::to_document(&RatingStats::of(count, sum))?;
         set.insert(STATS_VERSION, included);
         statements.push(doc! {
@@ -243,7 +248,7 @@ pub async fn recompute_stats(db: &Store, skus: &[String]) -> anyhow::Result<()> 
                 { STATS_VERSION: { "$exists": false } },
                 { STATS_VERSION: { "$lt": included } },
             ] },
-            "u": { "$set": set },
+            "u": { "$set": set, "$max": { CHANGED_POSITION: position } },
         });
     }
     super::update_all(db, PRODUCTS, statements).await

@@ -8,6 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 /// Anonymous answers: fresh for 5 s, then served stale for up to 30 s while revalidating.
@@ -15,20 +16,47 @@ pub const PUBLIC: &str = "public, max-age=5, stale-while-revalidate=30";
 /// Answers for a signed-in reader: never shared, always revalidated.
 pub const PRIVATE: &str = "private, no-cache";
 
+/// A JSON body, serialised once, with its strong `ETag`: kept answers keep this, so serving
+/// one costs no serialisation or hashing.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    bytes: Bytes,
+    etag: HeaderValue,
+}
+
+impl Rendered {
+    pub fn of(body: &serde_json::Value) -> Self {
+        let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+        let etag = etag(&bytes);
+        Self { bytes, etag }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn etag(&self) -> &HeaderValue {
+        &self.etag
+    }
+}
+
 /// A JSON answer with caching headers, or 304 when the client already holds it.
 pub fn json_answer(request: &HeaderMap, anonymous: bool, body: &serde_json::Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let tag = etag(&bytes);
+    rendered_answer(request, anonymous, &Rendered::of(body))
+}
+
+/// [`json_answer`] for a body already rendered.
+pub fn rendered_answer(request: &HeaderMap, anonymous: bool, body: &Rendered) -> Response {
     let policy = if anonymous { PUBLIC } else { PRIVATE };
     let headers = [
-        (header::ETAG, tag.clone()),
+        (header::ETAG, body.etag.clone()),
         (header::CACHE_CONTROL, HeaderValue::from_static(policy)),
         (header::VARY, HeaderValue::from_static("Authorization")),
     ];
-    if matches_any(request, &tag) {
+    if matches_any(request, &body.etag) {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }
-    let mut response = (headers, Body::from(bytes)).into_response();
+    let mut response = (headers, Body::from(body.bytes.clone())).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

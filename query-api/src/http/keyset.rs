@@ -59,7 +59,7 @@ impl Order {
     }
 
     /// The sort key of a document, as a cursor carries it.
-    fn key_of(&self, document: &Document) -> Value {
+    pub fn key_of(&self, document: &Document) -> Value {
         let value = |field: &str| {
             document
                 .get(field)

@@ -23,6 +23,7 @@ use mongodb::Database;
 use shared::{ApiError, auth::Authenticator, http::Readiness};
 use tower_http::trace::TraceLayer;
 
+pub use caching::Rendered;
 pub use reader::Reader;
 
 use crate::{
@@ -44,6 +45,8 @@ pub struct QueryState {
     /// Answers kept in memory, served while [`Feed`] proves them current.
     pub answers: Answers,
     pub feed: Feed,
+    /// Every product in each list order, for list pages without the store's sort.
+    pub index: crate::listing::ProductIndex,
     /// View tallies by SKU, read at most once per [`crate::TALLY_FRESH_FOR`] per product.
     pub tallies: moka::sync::Cache<String, i64>,
     pub breaker: Breaker,
@@ -127,14 +130,19 @@ pub struct ReadAtPosition(pub i64);
 
 /// An answer and, when it was kept from an earlier read, the position to report with it.
 pub struct Answer {
-    pub value: std::sync::Arc<serde_json::Value>,
+    pub kept: std::sync::Arc<Kept>,
     pub read_at: Option<i64>,
 }
 
 impl Answer {
     /// The JSON answer with caching headers, reporting its position when it has its own.
     pub fn respond(&self, headers: &HeaderMap, anonymous: bool) -> Response {
-        let mut response = caching::json_answer(headers, anonymous, &self.value);
+        self.respond_with(headers, anonymous, &self.kept.body)
+    }
+
+    /// [`Answer::respond`] with another rendering of the same answer.
+    pub fn respond_with(&self, headers: &HeaderMap, anonymous: bool, body: &Rendered) -> Response {
+        let mut response = caching::rendered_answer(headers, anonymous, body);
         if let Some(at) = self.read_at {
             response.extensions_mut().insert(ReadAtPosition(at));
         }
@@ -209,7 +217,7 @@ where
     if let Some(kept) = kept.as_ref().filter(|k| current(k)) {
         metrics::counter!("query_cache_hits_total").increment(1);
         return Ok(Answer {
-            value: kept.value.clone(),
+            kept: kept.clone(),
             read_at: None,
         });
     }
@@ -226,7 +234,7 @@ where
             if let Some(kept) = earlier {
                 metrics::counter!("query_cache_earlier_total").increment(1);
                 return Ok(Answer {
-                    value: kept.value.clone(),
+                    kept: kept.clone(),
                     read_at: Some(kept.position),
                 });
             }
@@ -237,7 +245,7 @@ where
     if let Some(kept) = state.answers.get(&key).filter(|k| current(k)) {
         metrics::counter!("query_cache_hits_total").increment(1);
         return Ok(Answer {
-            value: kept.value.clone(),
+            kept: kept.clone(),
             read_at: None,
         });
     }
@@ -248,13 +256,16 @@ where
     let outcome = state.breaker.run(read).await;
     let answer = match outcome {
         Ok(Some(value)) => {
-            let value = std::sync::Arc::new(value);
-            if let Some(collections) = collections {
+            let kept = std::sync::Arc::new(Kept::new(
+                std::sync::Arc::new(value),
+                position,
+                read_at,
+                depends,
+                collections.clone().unwrap_or_default(),
+            ));
+            if collections.is_some() {
                 // Kept answers only move forward (all puts of a key happen under its lock).
-                state.answers.put(
-                    key.clone(),
-                    Kept::new(value.clone(), position, read_at, depends, collections),
-                );
+                state.answers.put(key.clone(), kept.clone());
                 // A product's change that arrived while reading may have been dropped before
                 // the put, and its record is not kept for ever: drop the answer. (Answers that
                 // depend on a whole model are checked against generations that are never
@@ -266,7 +277,7 @@ where
                 }
             }
             Ok(Answer {
-                value,
+                kept,
                 read_at: None,
             })
         }
@@ -280,8 +291,8 @@ where
             .get(&key)
             .filter(|kept| wanted.is_none_or(|n| kept.position >= n))
             .map(|kept| Answer {
-                value: kept.value.clone(),
                 read_at: Some(kept.position),
+                kept,
             })
             .ok_or(e),
     };

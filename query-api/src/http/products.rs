@@ -26,6 +26,8 @@ use shared::{
 };
 use uuid::Uuid;
 
+use crate::listing::{Criteria, Sort};
+
 use super::{
     Depends, QueryState, Reader,
     caching::json_answer,
@@ -56,60 +58,31 @@ pub(super) fn plain_text(raw: &str) -> Result<String, String> {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Sort {
-    Newest,
-    PriceAsc,
-    PriceDesc,
-    Name,
-    Rating,
-}
-
-impl Sort {
-    fn parse(raw: &str) -> Result<Self, String> {
-        Ok(match raw {
-            "newest" => Sort::Newest,
-            "price_asc" => Sort::PriceAsc,
-            "price_desc" => Sort::PriceDesc,
-            "name" => Sort::Name,
-            "rating" => Sort::Rating,
-            _ => return Err("must be newest, price_asc, price_desc, name or rating".into()),
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Sort::Newest => "newest",
-            Sort::PriceAsc => "price_asc",
-            Sort::PriceDesc => "price_desc",
-            Sort::Name => "name",
-            Sort::Rating => "rating",
-        }
-    }
-
-    fn order(self) -> Order {
-        use product_fields::{CREATED_POSITION, ID, NAME_SORT, PRICE_CENTS, RATING_SORT};
-        let (field, key, ascending) = match self {
-            Sort::Newest => (CREATED_POSITION, Key::Int, false),
-            Sort::PriceAsc => (PRICE_CENTS, Key::Int, true),
-            Sort::PriceDesc => (PRICE_CENTS, Key::Int, false),
-            Sort::Name => (NAME_SORT, Key::Text, true),
-            Sort::Rating => (RATING_SORT, Key::Float, false),
-        };
-        // `created_position` is unique; the other keys are not.
-        let tiebreak = (field != CREATED_POSITION).then_some((ID, Key::Text));
-        Order {
-            field,
-            key,
-            ascending,
-            tiebreak,
-        }
+/// How a sort is read from the store.
+fn order(sort: Sort) -> Order {
+    use product_fields::{CREATED_POSITION, ID, NAME_SORT, PRICE_CENTS, RATING_SORT};
+    let (field, key, ascending) = match sort {
+        Sort::Newest => (CREATED_POSITION, Key::Int, false),
+        Sort::PriceAsc => (PRICE_CENTS, Key::Int, true),
+        Sort::PriceDesc => (PRICE_CENTS, Key::Int, false),
+        Sort::Name => (NAME_SORT, Key::Text, true),
+        Sort::Rating => (RATING_SORT, Key::Float, false),
+    };
+    // `created_position` is unique; the other keys are not.
+    let tiebreak = (field != CREATED_POSITION).then_some((ID, Key::Text));
+    Order {
+        field,
+        key,
+        ascending,
+        tiebreak,
     }
 }
 
 /// Parsed list parameters: the filter and the cursor scope they define.
 struct Listing {
     filter: Document,
+    /// The same filter and sort, for the in-memory index.
+    criteria: Criteria,
     scope: Scope,
     order: Order,
     limit: i64,
@@ -176,8 +149,15 @@ impl Listing {
         }
         Ok(Self {
             filter,
+            criteria: Criteria {
+                sort,
+                brand,
+                q,
+                min_price: min,
+                max_price: max,
+            },
             scope,
-            order: sort.order(),
+            order: order(sort),
             limit: params.limit()?,
             cursor: params
                 .get("cursor")
@@ -233,46 +213,99 @@ async fn list(
     Ok(page.respond(&headers, reader.0.is_none()))
 }
 
+/// A page from the in-memory index when it has caught up with the read models; else from
+/// the store's sort.
 async fn page_of_products(
     state: &QueryState,
     filter: Document,
     listing: &Listing,
 ) -> mongodb::error::Result<Value> {
-    let page = listing
-        .order
-        .fetch(
-            &products(state).await?,
-            filter,
-            &listing.scope,
-            listing.limit,
+    let collections = state.collections.current().await?;
+    let after: Option<Value> = listing
+        .cursor
+        .as_deref()
+        .and_then(|c| listing.scope.decode(c).ok());
+    let limit = usize::try_from(listing.limit).unwrap_or(0);
+    let indexed = state
+        .index
+        .page(
+            &collections,
+            state.projection.current(),
+            &listing.criteria,
+            after.as_ref(),
+            limit,
         )
-        .await?;
-    let skus: Vec<&str> = page.documents.iter().map(|d| d.sku.as_str()).collect();
+        .await;
+    let (documents, next_cursor): (Vec<ProductDoc>, _) = match indexed {
+        Some((entries, more)) => {
+            metrics::counter!("query_list_pages_total", "from" => "index").increment(1);
+            let next_cursor = more
+                .then(|| entries.last())
+                .flatten()
+                .map(|last| listing.scope.encode(&listing.order.key_of(&last.document)));
+            let documents = entries
+                .iter()
+                .map(|e| read_model::decode(e.document.clone()))
+                .collect::<Result<_, _>>()?;
+            (documents, next_cursor)
+        }
+        None => {
+            metrics::counter!("query_list_pages_total", "from" => "store").increment(1);
+            let page = listing
+                .order
+                .fetch(
+                    &collections.collection(&state.db, read_model::PRODUCTS),
+                    filter,
+                    &listing.scope,
+                    listing.limit,
+                )
+                .await?;
+            (page.documents, page.next_cursor)
+        }
+    };
+    let skus: Vec<&str> = documents.iter().map(|d| d.sku.as_str()).collect();
     let views = views_of(state, &skus).await?;
-    let items: Vec<Value> = page
-        .documents
+    let items: Vec<Value> = documents
         .iter()
         .map(|d| product_json(d, views.get(&d.sku).copied().unwrap_or(0)))
         .collect();
-    Ok(json!({ "items": items, "next_cursor": page.next_cursor }))
+    Ok(json!({ "items": items, "next_cursor": next_cursor }))
 }
 
-/// View tallies by SKU (kept by the notifier).
+/// View tallies by SKU (kept by the notifier): from memory when read within
+/// [`crate::TALLY_FRESH_FOR`], the others in one read of the store.
 async fn views_of(
     state: &QueryState,
     skus: &[&str],
 ) -> mongodb::error::Result<HashMap<String, i64>> {
-    if skus.is_empty() {
-        return Ok(HashMap::new());
+    let mut views = HashMap::with_capacity(skus.len());
+    let mut unknown = Vec::new();
+    for sku in skus {
+        match state.tallies.get(*sku) {
+            Some(count) => {
+                views.insert((*sku).to_owned(), count);
+            }
+            None => unknown.push(*sku),
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(views);
     }
     let tallies: Vec<ProductViewsDoc> = state
         .db
         .collection(read_model::PRODUCT_VIEWS)
-        .find(doc! { views_fields::ID: { "$in": skus } })
+        .find(doc! { views_fields::ID: { "$in": &unknown } })
         .await?
         .try_collect()
         .await?;
-    Ok(tallies.into_iter().map(|t| (t.sku, t.views)).collect())
+    for tally in tallies {
+        views.insert(tally.sku, tally.views);
+    }
+    for sku in unknown {
+        let count = *views.entry(sku.to_owned()).or_insert(0);
+        state.tallies.insert(sku.to_owned(), count);
+    }
+    Ok(views)
 }
 
 /// A stored date as answers show it: RFC 3339 in milliseconds, UTC.
@@ -316,7 +349,7 @@ async fn detail(
     params.only(&[])?;
     let sku = parse_sku(&sku)?;
     let key = crate::fresh::product_key(&sku);
-    let mut product = read_through(
+    let product = read_through(
         &state,
         &headers,
         key,
@@ -329,35 +362,25 @@ async fn detail(
         state.views.record(sku);
     }
     // The tally moves with every anonymous view: it is read apart from the product, at most
-    // once a second per product, and may lag by that much.
-    if let Some(views) = views_now(&state, &sku.to_string()).await {
-        if product.value.get("views") != Some(&json!(views)) {
-            let mut with_views = (*product.value).clone();
-            with_views["views"] = json!(views);
-            product.value = std::sync::Arc::new(with_views);
-        }
-    }
-    Ok(product.respond(&headers, reader.0.is_none()))
-}
-
-/// The product's view tally, from memory if read within the last second; `None` when the
-/// store cannot say (the tally kept with the product is shown then).
-async fn views_now(state: &QueryState, sku: &str) -> Option<i64> {
-    if let Some(views) = state.tallies.get(sku) {
-        return Some(views);
-    }
+    // once a second per product, and may lag by that much. When the store cannot say, the
+    // tally kept with the product is shown.
+    let sku = sku.to_string();
     let views = state
         .breaker
-        .run(views_of(state, &[sku]))
+        .run(views_of(&state, &[&sku]))
         .await
-        .ok()?
-        .get(sku)
-        .copied()
-        .unwrap_or(0);
-    state.tallies.insert(sku.to_owned(), views);
-    Some(views)
+        .ok()
+        .and_then(|views| views.get(&sku).copied());
+    let anonymous = reader.0.is_none();
+    Ok(match views {
+        Some(views) => {
+            product.respond_with(&headers, anonymous, &product.kept.counted("views", views))
+        }
+        None => product.respond(&headers, anonymous),
+    })
 }
 
+/// The product with its tally: one read of the store when the tally is in memory.
 async fn load_product(state: &QueryState, sku: Uuid) -> mongodb::error::Result<Option<Value>> {
     let sku = sku.to_string();
     let collection = products(state).await?;

@@ -62,6 +62,10 @@ pub const REVIEWS: &str = "reviews";
 pub const IMAGES: &str = "images";
 pub const CHECKPOINTS: &str = "projector_checkpoints";
 
+/// On a product document: at least the position of the latest event that changed it (its own
+/// or its review statistics), never lowered, so "what changed after position P" is a query.
+pub const CHANGED_POSITION: &str = "changed_position";
+
 /// The checkpoint document: `position` is a low-water mark — every event at or below it has
 /// been applied (or parked in `DLQ`), whichever projector instance handled it.
 pub const CHECKPOINT_ID: &str = "projector";

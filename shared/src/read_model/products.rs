@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// The names filters, sorts, indexes and updates of `products` use.
 pub mod product_fields {
-    pub use super::super::{DELETED, ID, VERSION};
+    pub use super::super::{CHANGED_POSITION, DELETED, ID, VERSION};
 
     pub const NAME: &str = "name";
     pub const BRAND: &str = "brand";
@@ -54,6 +54,11 @@ pub struct ProductDoc {
     pub created_at: DateTime,
     pub updated_at: DateTime,
     pub version: i64,
+    /// At least the position of the latest event that changed the document, this product's
+    /// or its statistics' (never lowered); absent (0) from documents no event has changed
+    /// since it was introduced.
+    #[serde(default)]
+    pub changed_position: i64,
     pub deleted: bool,
     /// The review events the statistics include (absent before the first review event):
     /// the guard that keeps a slower projector instance from overwriting newer statistics.
@@ -108,7 +113,7 @@ mod tests {
     use super::*;
     use crate::read_model::decode;
 
-    /// A product as the projector has stored it since the catalog's first read side.
+    /// A product as the projector stores it.
     fn stored(stats: Document) -> Document {
         let at = DateTime::from_millis(1_763_700_000_123);
         let mut product = doc! {
@@ -122,7 +127,7 @@ mod tests {
         product.extend(stats);
         product.extend(doc! {
             "created_position": 42_i64, "created_at": at, "updated_at": at, "version": 3_i64,
-            "deleted": false,
+            "changed_position": 57_i64, "deleted": false,
         });
         product
     }
@@ -171,6 +176,13 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_product_stored_before_changed_position_reads_as_changed_at_zero() {
+        let mut document = stored(unrated());
+        document.remove("changed_position");
+        assert_eq!(decode::<ProductDoc>(document).unwrap().changed_position, 0);
+    }
+
     fn unrated() -> Document {
         bson::to_document(&RatingStats::default()).unwrap()
     }
@@ -206,6 +218,7 @@ mod tests {
             SEARCH_TEXT,
             RATING_SORT,
             CREATED_POSITION,
+            CHANGED_POSITION,
             STATS_VERSION,
         ] {
             assert!(written.contains_key(name), "{name}");

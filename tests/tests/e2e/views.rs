@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use camreviews_tests::Process;
+use camreviews_tests::{Api, NatsServer, Process, Running, TestEnv, eventually};
 use serde_json::Value;
 
 use crate::catalog::{Catalog, camera};
@@ -116,4 +116,82 @@ async fn ten_thousand_anonymous_reads_are_ten_thousand_views_across_a_notifier_c
         )
         .await;
     assert_eq!(bad.status, 400);
+}
+
+/// A counter on a service's `/metrics` page.
+async fn counter(service: &Running, name: &str) -> f64 {
+    let page = reqwest::get(service.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_gone_readers_are_answered_views_wait_in_a_bounded_buffer_and_arrive_after() {
+    let mut nats = NatsServer::start().await;
+    let mut env = TestEnv::new().await;
+    env.nats_url = nats.url();
+    let catalog = Catalog::start_in(env, true).await;
+    let _notifier = catalog.env.spawn_notifier().await;
+    // A replica that holds at most 100 unpublished views.
+    let mut config = catalog.env.query_api_config();
+    config.views_buffer = 100;
+    let app = query_api::Application::build(config).await.unwrap();
+    let port = app.port();
+    let replica = Running::spawn(port, |shutdown| app.run_until_stopped(shutdown));
+    let readers = Api::new(&replica);
+    let (sku, position) = catalog.create(camera(1)).await;
+    let path = format!("/api/v1/products/{sku}");
+    assert_eq!(catalog.read_at(&path, position, None).await.status, 200);
+    // One view while NATS is there (the read above was another replica's: 2 in all).
+    assert_eq!(readers.get(&path, None).await.status, 200);
+    eventually(Duration::from_secs(30), || async {
+        (views_of(&catalog, &sku).await == 2).then_some(())
+    })
+    .await;
+
+    // Counters are per process (both query-apis here share them): compare with now.
+    let recorded_before = counter(&replica, "query_views_recorded_total").await;
+    let dropped_before = counter(&replica, "query_views_dropped_total").await;
+    nats.kill().await;
+    // 300 anonymous reads without the broker: every one answered, none waiting for it (each
+    // would wait out a publish timeout of seconds if it did).
+    let started = std::time::Instant::now();
+    for _ in 0..300 {
+        let reply = readers.get(&path, None).await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "reads waited for NATS: {:?}",
+        started.elapsed()
+    );
+    // The buffer kept at most 100 of them (a batch being retried and the queue behind it)
+    // and dropped the rest, counted.
+    let recorded = counter(&replica, "query_views_recorded_total").await - recorded_before;
+    let dropped = counter(&replica, "query_views_dropped_total").await - dropped_before;
+    assert!((50.0..=100.0).contains(&recorded), "{recorded} kept");
+    assert_eq!(recorded + dropped, 300.0);
+
+    // NATS comes back: the buffered views are published once and tallied exactly.
+    nats.restart().await;
+    let expected = 2 + recorded as i64;
+    eventually(Duration::from_secs(60), || async {
+        (views_of(&catalog, &sku).await == expected).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(views_of(&catalog, &sku).await, expected, "and no more");
+    // The buffer is free again.
+    assert_eq!(readers.get(&path, None).await.status, 200);
+    eventually(Duration::from_secs(30), || async {
+        (views_of(&catalog, &sku).await == expected + 1).then_some(())
+    })
+    .await;
 }

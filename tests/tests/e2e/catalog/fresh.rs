@@ -10,10 +10,13 @@ use std::{
 };
 
 use camreviews_tests::{Api, NatsServer, Reply, TestEnv};
-use serde_json::json;
+use mongodb::bson::{Document, doc};
+use serde_json::{Value, json};
+use shared::read_model;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{Catalog, camera};
+use crate::ctl::camctl;
 
 fn position_of(reply: &Reply) -> i64 {
     reply
@@ -304,4 +307,60 @@ async fn a_replica_started_late_or_cut_off_from_nats_serves_nothing_stale() {
             .await;
     }
     read_exactly(changed, 102).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuilds_switch_leaves_no_kept_answer_of_the_old_collections_served() {
+    let catalog = Catalog::start().await;
+    let (sku, position) = catalog.create(camera(1)).await;
+    let detail = format!("/api/v1/products/{sku}");
+    let list = "/api/v1/products?limit=20";
+    let name = catalog.read_at(&detail, position, None).await.body["name"].clone();
+    assert_eq!(name, "Camera 0001");
+    // The live read model goes wrong behind the projector's back, with no event to tell
+    // anyone: what a rebuild is for.
+    let live = shared::mongo::connect(&catalog.env.mongo, "tests")
+        .await
+        .unwrap();
+    let names = read_model::Collections::current(&live).await.unwrap();
+    live.collection::<Document>(names.name(read_model::PRODUCTS))
+        .update_one(
+            doc! { "_id": &sku },
+            doc! { "$set": { "name": "Corrupted" } },
+        )
+        .await
+        .unwrap();
+    // A replica started now keeps the corrupted answers and serves them from memory.
+    let replica = catalog.env.spawn_query_api().await;
+    let api = Api::new(&replica);
+    let name_in = |reply: &Reply| -> Value {
+        match reply.body["items"].as_array() {
+            Some(items) => items
+                .iter()
+                .find(|p| p["sku"] == sku.as_str())
+                .map_or(Value::Null, |p| p["name"].clone()),
+            None => reply.body["name"].clone(),
+        }
+    };
+    let hits_before = hits(&replica).await;
+    for path in [detail.as_str(), list] {
+        for _ in 0..3 {
+            let reply = api.get(path, None).await;
+            assert_eq!(name_in(&reply), "Corrupted", "{path}");
+        }
+    }
+    assert!(hits(&replica).await >= hits_before + 4.0, "kept in memory");
+
+    let (code, stdout, stderr) = camctl(&catalog.env, &["projections", "rebuild", "all"], "").await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // Readers never go by a catalog of collections older than a second: after that, no
+    // answer read from the old collections is served.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for path in [detail.as_str(), list] {
+        for _ in 0..3 {
+            let reply = api.get(path, None).await;
+            assert_eq!(reply.status, 200);
+            assert_eq!(name_in(&reply), name, "{path}");
+        }
+    }
 }

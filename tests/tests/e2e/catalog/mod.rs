@@ -2,6 +2,7 @@
 
 mod caching;
 mod fresh;
+mod index;
 mod outages;
 mod paging;
 mod reads;
