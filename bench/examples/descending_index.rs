@@ -12,6 +12,7 @@ use mongodb::{
     Client, IndexModel,
     bson::{Document, doc},
 };
+use shared::read_model::product_fields::{DELETED, ID, PRICE_CENTS};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,23 +25,21 @@ async fn main() -> anyhow::Result<()> {
     indexed
         .create_index(
             IndexModel::builder()
-                .keys(doc! { "deleted": 1, "price_cents": -1, "_id": -1 })
+                .keys(doc! { DELETED: 1, PRICE_CENTS: -1, ID: -1 })
                 .build(),
         )
         .await?;
     let documents: Vec<Document> = (0..500_i64)
-        .map(
-            |n| doc! { "_id": format!("p{n:04}"), "deleted": false, "price_cents": (n % 50) * 100 },
-        )
+        .map(|n| doc! { ID: format!("p{n:04}"), DELETED: false, PRICE_CENTS: (n % 50) * 100 })
         .collect();
     indexed.insert_many(documents.clone()).await?;
     plain.insert_many(documents).await?;
 
     let queries = [
-        doc! { "deleted": false, "price_cents": { "$gte": 2000 } },
-        doc! { "deleted": false, "price_cents": { "$lte": 2000 } },
-        doc! { "deleted": false, "price_cents": { "$gte": 1000, "$lte": 3000 } },
-        doc! { "deleted": false, "price_cents": { "$lt": 2000 } },
+        doc! { DELETED: false, PRICE_CENTS: { "$gte": 2000 } },
+        doc! { DELETED: false, PRICE_CENTS: { "$lte": 2000 } },
+        doc! { DELETED: false, PRICE_CENTS: { "$gte": 1000, "$lte": 3000 } },
+        doc! { DELETED: false, PRICE_CENTS: { "$lt": 2000 } },
     ];
     let mut differ = false;
     for query in queries {
@@ -48,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
         let without = plain.count_documents(query.clone()).await?;
         let sorted = indexed
             .find(query.clone())
-            .sort(doc! { "price_cents": -1, "_id": -1 })
+            .sort(doc! { PRICE_CENTS: -1, ID: -1 })
             .await?;
         let sorted = futures::TryStreamExt::try_collect::<Vec<_>>(sorted)
             .await?

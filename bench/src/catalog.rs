@@ -17,6 +17,7 @@ use std::{
 use anyhow::Context as _;
 use mongodb::bson::{Document, doc};
 use serde_json::{Value, json};
+use shared::read_model::product_fields;
 use shared::{
     config::{MongoConfig, NatsConfig},
     nats::Prefix,
@@ -338,14 +339,14 @@ async fn scenarios(
         let documents: Vec<Document> = shared::read_model::Collections::current(&system.db)
             .await?
             .collection::<Document>(&system.db, shared::read_model::PRODUCTS)
-            .find(doc! { "deleted": false })
+            .find(doc! { product_fields::DELETED: false })
             .limit(200)
             .await?
             .try_collect()
             .await?;
         documents
             .iter()
-            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+            .filter_map(|d| d.get_str(product_fields::ID).ok().map(str::to_owned))
             .collect()
     };
     anyhow::ensure!(!skus.is_empty(), "no products were projected");
@@ -366,7 +367,7 @@ async fn scenarios(
                     async move {
                         let sku = &ids[turn.fetch_add(1, Ordering::Relaxed) % ids.len()];
                         db.collection::<Document>(&products)
-                            .find_one(doc! { "_id": sku })
+                            .find_one(doc! { product_fields::ID: sku })
                             .await?
                             .context("a product vanished")?;
                         Ok(())

@@ -273,7 +273,7 @@ async fn raw_find_one(
             async move {
                 let sku = &skus[turn.fetch_add(1, Ordering::Relaxed) % skus.len()];
                 products
-                    .find_one(doc! { "_id": sku })
+                    .find_one(doc! { shared::read_model::product_fields::ID: sku })
                     .await?
                     .context("a product vanished")?;
                 Ok(())

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use mongodb::bson::{Document, doc};
-use shared::config::MongoConfig;
+use shared::{config::MongoConfig, read_model::product_fields};
 use uuid::Uuid;
 
 use crate::stats::Row;
@@ -118,11 +118,13 @@ async fn bulk_inserts(db: &mongodb::Database, documents: u64) -> anyhow::Result<
     while written < documents {
         let batch: Vec<Document> = (written..(written + 1000).min(documents))
             .map(|n| {
+                use product_fields::*;
+                // Product-shaped, as the raw limit to compare rebuilds with.
                 doc! {
-                    "_id": Uuid::new_v4().to_string(), "name": format!("Camera {n}"),
-                    "brand": "Leica", "brand_key": "leica", "price": "100.00", "price_cents": 10_000_i64,
-                    "currency": "USD", "description": "A camera for the benchmark.",
-                    "specs": { "sensor": "full frame" }, "version": 1_i64, "deleted": false,
+                    ID: Uuid::new_v4().to_string(), NAME: format!("Camera {n}"),
+                    BRAND: "Leica", BRAND_KEY: "leica", PRICE: "100.00", PRICE_CENTS: 10_000_i64,
+                    CURRENCY: "USD", DESCRIPTION: "A camera for the benchmark.",
+                    SPECS: { "sensor": "full frame" }, VERSION: 1_i64, DELETED: false,
                 }
             })
             .collect();

@@ -13,10 +13,7 @@ use axum::{
     routing::get,
 };
 use futures::{Stream, StreamExt};
-use mongodb::{
-    Database,
-    bson::{Document, doc},
-};
+use mongodb::{Database, bson::doc};
 use serde_json::{Value, json};
 use shared::{ApiError, EventEnvelope, Role, auth::Authenticator, nats::Prefix, read_model};
 use tokio::sync::broadcast;
@@ -95,11 +92,11 @@ impl Live {
 async fn catalog_name(db: &Database, sku: &str) -> Option<String> {
     let names = read_model::Collections::current(db).await.ok()?;
     let product = names
-        .collection::<Document>(db, read_model::PRODUCTS)
-        .find_one(doc! { "_id": sku })
+        .collection::<read_model::ProductDoc>(db, read_model::PRODUCTS)
+        .find_one(doc! { read_model::product_fields::ID: sku })
         .await
         .ok()??;
-    product.get_str("name").ok().map(str::to_owned)
+    Some(product.name)
 }
 
 /// What an admin sees of a product event.

@@ -21,7 +21,9 @@ use mongodb::{
 };
 use shared::{
     nats::Prefix,
-    read_model::{PRODUCT_VIEWS, PRODUCT_VIEWS_HOURLY},
+    read_model::{
+        HourlyViewsDoc, PRODUCT_VIEWS, PRODUCT_VIEWS_HOURLY, ProductViewsDoc, views_fields,
+    },
     views::ProductViewed,
 };
 use tokio_util::sync::CancellationToken;
@@ -130,17 +132,34 @@ impl Tally {
             &self.db,
             PRODUCT_VIEWS,
             &per_product,
-            |key| doc! { "_id": key },
+            |key, views, last_seq| {
+                bson::to_document(&ProductViewsDoc {
+                    sku: key.to_owned(),
+                    views,
+                    last_seq,
+                })
+            },
         )
         .await?;
         let per_hour = group(views, |v| format!("{}|{}", v.sku, v.hour.to_rfc3339()));
-        add(&self.db, PRODUCT_VIEWS_HOURLY, &per_hour, |key| {
-            let (sku, hour) = key.split_once('|').unwrap_or((key, ""));
-            let start = DateTime::parse_from_rfc3339(hour)
-                .map(|h| bson::DateTime::from_millis(h.timestamp_millis()))
-                .unwrap_or_else(|_| bson::DateTime::from_millis(0));
-            doc! { "_id": key, "sku": sku, "bucket_start": start }
-        })
+        add(
+            &self.db,
+            PRODUCT_VIEWS_HOURLY,
+            &per_hour,
+            |key, views, last_seq| {
+                let (sku, hour) = key.split_once('|').unwrap_or((key, ""));
+                let start = DateTime::parse_from_rfc3339(hour)
+                    .map(|h| bson::DateTime::from_millis(h.timestamp_millis()))
+                    .unwrap_or_else(|_| bson::DateTime::from_millis(0));
+                bson::to_document(&HourlyViewsDoc {
+                    id: key.to_owned(),
+                    sku: sku.to_owned(),
+                    bucket_start: start,
+                    views,
+                    last_seq,
+                })
+            },
+        )
         .await
     }
 }
@@ -162,13 +181,15 @@ fn group(views: &[View], key: impl Fn(&View) -> String) -> BTreeMap<String, Vec<
 }
 
 /// For each document, adds the views after its `last_seq`, guarded by the `last_seq` read.
-/// Retries the documents another writer changed in between.
+/// Retries the documents another writer changed in between. `tally(key, views, last_seq)` is
+/// a new document, for the first views of its key.
 async fn add(
     db: &Database,
     collection: &str,
     groups: &BTreeMap<String, Vec<u64>>,
-    identity: impl Fn(&str) -> Document,
+    tally: impl Fn(&str, i64, i64) -> bson::ser::Result<Document>,
 ) -> anyhow::Result<()> {
+    use views_fields::{ID, LAST_SEQ, VIEWS};
     let tallies = db.collection::<Document>(collection);
     let mut pending: Vec<&String> = groups.keys().collect();
     for _ in 0..5 {
@@ -176,18 +197,13 @@ async fn add(
             return Ok(());
         }
         let seen: BTreeMap<String, i64> = tallies
-            .find(doc! { "_id": { "$in": &pending } })
-            .projection(doc! { "last_seq": 1 })
+            .find(doc! { ID: { "$in": &pending } })
+            .projection(doc! { LAST_SEQ: 1 })
             .await?
             .try_collect::<Vec<_>>()
             .await?
             .into_iter()
-            .filter_map(|d| {
-                Some((
-                    d.get_str("_id").ok()?.to_owned(),
-                    d.get_i64("last_seq").ok()?,
-                ))
-            })
+            .filter_map(|d| Some((d.get_str(ID).ok()?.to_owned(), d.get_i64(LAST_SEQ).ok()?)))
             .collect();
         let mut statements = Vec::new();
         let mut sent = Vec::new();
@@ -204,15 +220,14 @@ async fn add(
             }
             let statement = match after {
                 Some(after) => doc! {
-                    "q": { "_id": key.as_str(), "last_seq": after },
-                    "u": { "$inc": { "views": fresh }, "$set": { "last_seq": last } },
+                    "q": { ID: key.as_str(), LAST_SEQ: after },
+                    "u": { "$inc": { VIEWS: fresh }, "$set": { LAST_SEQ: last } },
                 },
                 None => {
-                    let mut insert = identity(key);
-                    insert.remove("_id");
-                    insert.insert("views", fresh);
-                    insert.insert("last_seq", last);
-                    doc! { "q": { "_id": key.as_str() }, "u": { "$setOnInsert": insert }, "upsert": true }
+                    // The upsert takes its `_id` from the query.
+                    let mut insert = tally(key, fresh, last)?;
+                    insert.remove(ID);
+                    doc! { "q": { ID: key.as_str() }, "u": { "$setOnInsert": insert }, "upsert": true }
                 }
             };
             statements.push(statement);
@@ -242,10 +257,10 @@ pub async fn ensure_indexes(db: &Database) -> anyhow::Result<()> {
     db.collection::<Document>(PRODUCT_VIEWS_HOURLY)
         .create_indexes([
             IndexModel::builder()
-                .keys(doc! { "bucket_start": 1, "sku": 1 })
+                .keys(doc! { views_fields::BUCKET_START: 1, views_fields::SKU: 1 })
                 .build(),
             IndexModel::builder()
-                .keys(doc! { "sku": 1, "bucket_start": 1 })
+                .keys(doc! { views_fields::SKU: 1, views_fields::BUCKET_START: 1 })
                 .build(),
         ])
         .await?;

@@ -26,7 +26,13 @@ use mongodb::{
     Database,
     bson::{Bson, Document, doc},
 };
-use shared::read_model::{CHANGED_POSITION, Collections, CollectionsFollower, PRODUCTS};
+use shared::read_model::{
+    Collections, CollectionsFollower, PRODUCTS,
+    product_fields::{
+        BRAND_KEY, CHANGED_POSITION, CREATED_POSITION, DELETED, ID, NAME_SORT, PRICE_CENTS,
+        RATING_SORT, SEARCH_TEXT,
+    },
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -103,13 +109,13 @@ impl Entry {
             _ => None,
         };
         Some(Self {
-            sku: text("_id")?,
-            created: int("created_position")?,
-            price: int("price_cents")?,
-            name: text("name_sort")?,
-            rating: Rating(document.get_f64("rating_sort").unwrap_or(-1.0)),
-            brand: text("brand_key").unwrap_or_default(),
-            search: text("search_text").unwrap_or_default(),
+            sku: text(ID)?,
+            created: int(CREATED_POSITION)?,
+            price: int(PRICE_CENTS)?,
+            name: text(NAME_SORT)?,
+            rating: Rating(document.get_f64(RATING_SORT).unwrap_or(-1.0)),
+            brand: text(BRAND_KEY).unwrap_or_default(),
+            search: text(SEARCH_TEXT).unwrap_or_default(),
             document,
         })
     }
@@ -179,11 +185,11 @@ impl Indexed {
 
     /// Puts the document in place of the one kept for its SKU (a deleted one is taken out).
     fn put(&mut self, document: Document) {
-        let Ok(sku) = document.get_str("_id").map(str::to_owned) else {
+        let Ok(sku) = document.get_str(ID).map(str::to_owned) else {
             return;
         };
         self.remove(&sku);
-        if document.get_bool("deleted").unwrap_or(false) {
+        if document.get_bool(DELETED).unwrap_or(false) {
             return;
         }
         let Some(entry) = Entry::of(document) else {
@@ -427,7 +433,7 @@ impl Keeper {
             None => {
                 self.forget();
                 let mut indexed = Indexed::new(collections.clone(), target);
-                let mut all = products.find(doc! { "deleted": false }).await?;
+                let mut all = products.find(doc! { DELETED: false }).await?;
                 while let Some(document) = all.try_next().await? {
                     indexed.put(document);
                     if indexed.by_sku.len() > self.max_products {

@@ -16,12 +16,17 @@ pub mod users;
 
 use std::collections::{BTreeMap, HashMap};
 
+use anyhow::Context as _;
 use futures::TryStreamExt;
 use mongodb::{
     Collection, Database,
-    bson::{Bson, Document, doc},
+    bson::{self, Bson, Document, doc},
 };
-use shared::{EventEnvelope, read_model::Collections};
+use serde::{Serialize, de::DeserializeOwned};
+use shared::{
+    EventEnvelope,
+    read_model::{Collections, ID, VERSION},
+};
 
 /// Where the projector records the position it has applied.
 pub const CHECKPOINTS: &str = shared::read_model::CHECKPOINTS;
@@ -73,6 +78,27 @@ pub enum Fold {
     NotYet,
 }
 
+impl Fold {
+    /// The read model document after the event, as it is stored.
+    pub fn next(document: &impl Serialize) -> anyhow::Result<Self> {
+        Ok(Fold::Next(bson::to_document(document)?))
+    }
+}
+
+/// The document as stored (past the [`guard`]) as its read model type: a document that does
+/// not fit (changed by hand, say) fails the event, with the field that does not fit named.
+pub fn stored<T: DeserializeOwned>(
+    current: Option<&Document>,
+    model: &str,
+) -> anyhow::Result<Option<T>> {
+    current
+        .map(|document| {
+            shared::read_model::decode(document.clone())
+                .with_context(|| format!("the stored {model} does not fit its read model"))
+        })
+        .transpose()
+}
+
 /// What became of one event of a batch.
 #[derive(Debug)]
 pub enum Outcome {
@@ -107,7 +133,7 @@ pub fn guard(current: Option<&Document>, version: i64) -> Option<Fold> {
     let seen = match current {
         None if version == 1 => return None,
         None => return Some(Fold::NotYet),
-        Some(document) => document.get_i64("version").unwrap_or(0),
+        Some(document) => document.get_i64(VERSION).unwrap_or(0),
     };
     if seen >= version {
         Some(Fold::Skip)
@@ -148,12 +174,12 @@ async fn apply_model(
     ids.sort_unstable();
     ids.dedup();
     let stored: HashMap<String, Document> = collection
-        .find(doc! { "_id": { "$in": &ids } })
+        .find(doc! { ID: { "$in": &ids } })
         .await?
         .try_collect::<Vec<_>>()
         .await?
         .into_iter()
-        .filter_map(|d| Some((d.get_str("_id").ok()?.to_owned(), d)))
+        .filter_map(|d| Some((d.get_str(ID).ok()?.to_owned(), d)))
         .collect();
 
     // Fold each aggregate's events in version order.
@@ -210,7 +236,7 @@ async fn apply_model(
             .map(|id| {
                 let old = &stored[*id];
                 doc! {
-                    "q": { "_id": *id, "version": old.get_i64("version").unwrap_or(0) },
+                    "q": { ID: *id, VERSION: old.get_i64(VERSION).unwrap_or(0) },
                     "u": { "$set": changed_fields(old, &folded[*id]) },
                 }
             })
@@ -251,7 +277,7 @@ async fn apply_model(
             if refused.contains_key(id) {
                 continue;
             }
-            if landed.get(id) != Some(&new.get_i64("version").unwrap_or(0)) {
+            if landed.get(id) != Some(&new.get_i64(VERSION).unwrap_or(0)) {
                 for &i in applied.get(id).into_iter().flatten() {
                     outcomes[i] = Outcome::NotYet;
                     done.retain(|&d| d != i);
@@ -304,18 +330,13 @@ async fn versions(
     let ids: Vec<&String> = documents.keys().collect();
     Ok(db
         .collection(collection)
-        .find(doc! { "_id": { "$in": ids } })
-        .projection(doc! { "version": 1 })
+        .find(doc! { ID: { "$in": ids } })
+        .projection(doc! { VERSION: 1 })
         .await?
         .try_collect::<Vec<_>>()
         .await?
         .into_iter()
-        .filter_map(|d| {
-            Some((
-                d.get_str("_id").ok()?.to_owned(),
-                d.get_i64("version").ok()?,
-            ))
-        })
+        .filter_map(|d| Some((d.get_str(ID).ok()?.to_owned(), d.get_i64(VERSION).ok()?)))
         .collect())
 }
 
@@ -384,13 +405,58 @@ pub async fn ensure_indexes(db: &Store) -> anyhow::Result<()> {
     reviews::ensure_indexes(db).await
 }
 
+/// Events as a fold receives them, for the folds' tests.
+#[cfg(test)]
+pub(crate) mod given {
+    use shared::{EventEnvelope, events::EventCatalog};
+    use uuid::Uuid;
+
+    use super::Fold;
+
+    /// When an aggregate's event of `version` happened (milliseconds since the epoch).
+    pub fn millis(version: i64) -> i64 {
+        1_763_700_000_000 + version * 1000
+    }
+
+    /// `event` as version `version` of aggregate `id`, at position `100 + version`.
+    pub fn envelope<E: EventCatalog>(id: Uuid, version: i64, event: &E) -> EventEnvelope {
+        EventEnvelope {
+            event_id: Uuid::from_u128(u128::from(version.unsigned_abs())),
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            aggregate_type: E::AGGREGATE_TYPE.to_owned(),
+            aggregate_id: id,
+            aggregate_version: version,
+            position: 100 + version,
+            occurred_at: chrono::DateTime::from_timestamp_millis(millis(version)).unwrap(),
+            actor: None,
+            correlation_id: Uuid::nil(),
+            causation_id: None,
+            data: event.to_data().unwrap(),
+        }
+    }
+
+    /// The document a fold made; panics on anything else.
+    pub fn next(fold: anyhow::Result<Fold>) -> mongodb::bson::Document {
+        match fold.unwrap() {
+            Fold::Next(document) => document,
+            other => panic!("not a document: {other:?}"),
+        }
+    }
+
+    /// The document's bytes: the folds must store what they always stored, in that order.
+    pub fn bytes(document: &mongodb::bson::Document) -> Vec<u8> {
+        mongodb::bson::to_vec(document).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_guard_applies_only_the_next_version() {
-        let at = |v: i64| doc! { "version": v };
+        let at = |v: i64| doc! { VERSION: v };
         assert_eq!(guard(None, 1), None);
         assert_eq!(guard(None, 2), Some(Fold::NotYet));
         assert_eq!(guard(Some(&at(1)), 2), None);

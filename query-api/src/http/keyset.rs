@@ -8,6 +8,7 @@ use mongodb::{
     Collection,
     bson::{Bson, Document, doc},
 };
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shared::{ApiError, cursor::Scope};
 
@@ -40,9 +41,10 @@ pub struct Order {
     pub tiebreak: Option<(&'static str, Key)>,
 }
 
-/// One page: the documents and the cursor of the next page, if there is more.
-pub struct Page {
-    pub documents: Vec<Document>,
+/// One page: the documents (as their read model type) and the cursor of the next page, if
+/// there is more.
+pub struct Page<T> {
+    pub documents: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
@@ -101,14 +103,16 @@ impl Order {
     }
 
     /// Up to `limit` documents matching `filter`, in order.
-    pub async fn fetch(
+    pub async fn fetch<T: DeserializeOwned + Send + Sync>(
         &self,
-        collection: &Collection<Document>,
+        collection: &Collection<T>,
         filter: Document,
         scope: &Scope,
         limit: i64,
-    ) -> mongodb::error::Result<Page> {
+    ) -> mongodb::error::Result<Page<T>> {
+        // Read as documents: the cursor takes the last one's key by the field names.
         let mut documents: Vec<Document> = collection
+            .clone_with_type::<Document>()
             .find(filter)
             .sort(self.sort())
             .limit(limit + 1)
@@ -125,7 +129,10 @@ impl Order {
             })
             .flatten();
         Ok(Page {
-            documents,
+            documents: documents
+                .into_iter()
+                .map(shared::read_model::decode)
+                .collect::<Result<_, _>>()?,
             next_cursor,
         })
     }
@@ -133,13 +140,15 @@ impl Order {
 
 #[cfg(test)]
 mod tests {
+    use shared::read_model::product_fields::{CREATED_POSITION, ID, PRICE_CENTS};
+
     use super::*;
 
     const PRICE: Order = Order {
-        field: "price_cents",
+        field: PRICE_CENTS,
         key: Key::Int,
         ascending: true,
-        tiebreak: Some(("_id", Key::Text)),
+        tiebreak: Some((ID, Key::Text)),
     };
 
     #[test]
@@ -148,7 +157,7 @@ mod tests {
         assert!(PRICE.after(&json!([100, 5])).is_err());
         assert!(PRICE.after(&json!([100, "x"])).is_ok());
         let newest = Order {
-            field: "created_position",
+            field: CREATED_POSITION,
             key: Key::Int,
             ascending: false,
             tiebreak: None,

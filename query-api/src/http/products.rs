@@ -13,10 +13,17 @@ use axum::{
 use futures::TryStreamExt;
 use mongodb::{
     Collection,
-    bson::{self, Bson, Document, doc},
+    bson::{self, Document, doc},
 };
 use serde_json::{Value, json};
-use shared::{ApiError, Role, cursor::Scope, http::QueryParams, read_model};
+use shared::{
+    ApiError, Role,
+    cursor::Scope,
+    http::QueryParams,
+    read_model::{
+        self, HistoryDoc, ProductDoc, ProductViewsDoc, history_fields, product_fields, views_fields,
+    },
+};
 use uuid::Uuid;
 
 use crate::listing::{Criteria, Sort};
@@ -53,15 +60,16 @@ pub(super) fn plain_text(raw: &str) -> Result<String, String> {
 
 /// How a sort is read from the store.
 fn order(sort: Sort) -> Order {
+    use product_fields::{CREATED_POSITION, ID, NAME_SORT, PRICE_CENTS, RATING_SORT};
     let (field, key, ascending) = match sort {
-        Sort::Newest => ("created_position", Key::Int, false),
-        Sort::PriceAsc => ("price_cents", Key::Int, true),
-        Sort::PriceDesc => ("price_cents", Key::Int, false),
-        Sort::Name => ("name_sort", Key::Text, true),
-        Sort::Rating => ("rating_sort", Key::Float, false),
+        Sort::Newest => (CREATED_POSITION, Key::Int, false),
+        Sort::PriceAsc => (PRICE_CENTS, Key::Int, true),
+        Sort::PriceDesc => (PRICE_CENTS, Key::Int, false),
+        Sort::Name => (NAME_SORT, Key::Text, true),
+        Sort::Rating => (RATING_SORT, Key::Float, false),
     };
     // `created_position` is unique; the other keys are not.
-    let tiebreak = (field != "created_position").then_some(("_id", Key::Text));
+    let tiebreak = (field != CREATED_POSITION).then_some((ID, Key::Text));
     Order {
         field,
         key,
@@ -110,16 +118,16 @@ impl Listing {
             }
         }
 
-        let mut filter = doc! { "deleted": false };
+        let mut filter = doc! { product_fields::DELETED: false };
         let mut scope = Scope::new("products").with("sort", sort.name());
         if let Some(brand) = &brand {
-            filter.insert("brand_key", brand);
+            filter.insert(product_fields::BRAND_KEY, brand);
             scope = scope.with("brand", brand);
         }
         if let Some(q) = &q {
             // A literal, escaped: no character of `q` can act as a pattern or an operator.
             filter.insert(
-                "search_text",
+                product_fields::SEARCH_TEXT,
                 bson::Regex {
                     pattern: escape_regex(q),
                     options: String::new(),
@@ -137,7 +145,7 @@ impl Listing {
                 range.insert("$lte", max);
                 scope = scope.with("max_price", max);
             }
-            filter.insert("price_cents", range);
+            filter.insert(product_fields::PRICE_CENTS, range);
         }
         Ok(Self {
             filter,
@@ -173,8 +181,11 @@ pub fn escape_regex(text: &str) -> String {
     pattern
 }
 
-async fn products(state: &QueryState) -> mongodb::error::Result<Collection<Document>> {
-    state.collection(read_model::PRODUCTS).await
+async fn products(state: &QueryState) -> mongodb::error::Result<Collection<ProductDoc>> {
+    Ok(state
+        .collection(read_model::PRODUCTS)
+        .await?
+        .clone_with_type())
 }
 
 async fn list(
@@ -225,17 +236,18 @@ async fn page_of_products(
             limit,
         )
         .await;
-    let (documents, next_cursor) = match indexed {
+    let (documents, next_cursor): (Vec<ProductDoc>, _) = match indexed {
         Some((entries, more)) => {
             metrics::counter!("query_list_pages_total", "from" => "index").increment(1);
             let next_cursor = more
                 .then(|| entries.last())
                 .flatten()
                 .map(|last| listing.scope.encode(&listing.order.key_of(&last.document)));
-            (
-                entries.iter().map(|e| &e.document).cloned().collect(),
-                next_cursor,
-            )
+            let documents = entries
+                .iter()
+                .map(|e| read_model::decode(e.document.clone()))
+                .collect::<Result<_, _>>()?;
+            (documents, next_cursor)
         }
         None => {
             metrics::counter!("query_list_pages_total", "from" => "store").increment(1);
@@ -251,18 +263,11 @@ async fn page_of_products(
             (page.documents, page.next_cursor)
         }
     };
-    let documents: Vec<Document> = documents;
-    let skus: Vec<&str> = documents
-        .iter()
-        .filter_map(|d| d.get_str("_id").ok())
-        .collect();
+    let skus: Vec<&str> = documents.iter().map(|d| d.sku.as_str()).collect();
     let views = views_of(state, &skus).await?;
     let items: Vec<Value> = documents
         .iter()
-        .map(|d| {
-            let sku = d.get_str("_id").unwrap_or_default();
-            product_json(d, views.get(sku).copied().unwrap_or(0))
-        })
+        .map(|d| product_json(d, views.get(&d.sku).copied().unwrap_or(0)))
         .collect();
     Ok(json!({ "items": items, "next_cursor": next_cursor }))
 }
@@ -286,17 +291,15 @@ async fn views_of(
     if unknown.is_empty() {
         return Ok(views);
     }
-    let tallies: Vec<Document> = state
+    let tallies: Vec<ProductViewsDoc> = state
         .db
-        .collection::<Document>(read_model::PRODUCT_VIEWS)
-        .find(doc! { "_id": { "$in": &unknown } })
+        .collection(read_model::PRODUCT_VIEWS)
+        .find(doc! { views_fields::ID: { "$in": &unknown } })
         .await?
         .try_collect()
         .await?;
     for tally in tallies {
-        if let Ok(sku) = tally.get_str("_id") {
-            views.insert(sku.to_owned(), count(&tally, "views"));
-        }
+        views.insert(tally.sku, tally.views);
     }
     for sku in unknown {
         let count = *views.entry(sku.to_owned()).or_insert(0);
@@ -305,50 +308,29 @@ async fn views_of(
     Ok(views)
 }
 
-/// An integer field whatever width MongoDB stored it with.
-pub(super) fn count(document: &Document, field: &str) -> i64 {
-    match document.get(field) {
-        Some(Bson::Int64(n)) => *n,
-        Some(Bson::Int32(n)) => i64::from(*n),
-        Some(Bson::Double(n)) => *n as i64,
-        _ => 0,
-    }
-}
-
-pub(super) fn rfc3339(document: &Document, field: &str) -> Value {
-    document
-        .get_datetime(field)
-        .ok()
-        .and_then(|at| chrono::DateTime::from_timestamp_millis(at.timestamp_millis()))
+/// A stored date as answers show it: RFC 3339 in milliseconds, UTC.
+pub(super) fn rfc3339(at: bson::DateTime) -> Value {
+    chrono::DateTime::from_timestamp_millis(at.timestamp_millis())
         .map(|at| Value::String(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)))
         .unwrap_or(Value::Null)
 }
 
 /// The product as readers see it.
-fn product_json(document: &Document, views: i64) -> Value {
-    let text = |field: &str| document.get_str(field).unwrap_or_default();
-    let specs = document
-        .get_document("specs")
-        .map(|s| Bson::Document(s.clone()).into_relaxed_extjson())
-        .unwrap_or_else(|_| json!({}));
-    let rating_avg = match document.get("rating_avg") {
-        Some(Bson::Double(avg)) => json!(avg),
-        _ => Value::Null,
-    };
+fn product_json(product: &ProductDoc, views: i64) -> Value {
     json!({
-        "sku": text("_id"),
-        "name": text("name"),
-        "brand": text("brand"),
-        "price": text("price"),
-        "currency": text("currency"),
-        "description": text("description"),
-        "specs": specs,
+        "sku": product.sku,
+        "name": product.name,
+        "brand": product.brand,
+        "price": product.price,
+        "currency": product.currency,
+        "description": product.description,
+        "specs": product.specs,
         "views": views,
-        "review_count": count(document, "review_count"),
-        "rating_avg": rating_avg,
-        "version": count(document, "version"),
-        "created_at": rfc3339(document, "created_at"),
-        "updated_at": rfc3339(document, "updated_at"),
+        "review_count": product.stats.review_count,
+        "rating_avg": product.stats.rating_avg,
+        "version": product.version,
+        "created_at": rfc3339(product.created_at),
+        "updated_at": rfc3339(product.updated_at),
     })
 }
 
@@ -404,7 +386,7 @@ async fn load_product(state: &QueryState, sku: Uuid) -> mongodb::error::Result<O
     let collection = products(state).await?;
     let skus = [sku.as_str()];
     let (product, views) = tokio::try_join!(
-        collection.find_one(doc! { "_id": &sku, "deleted": false }),
+        collection.find_one(doc! { product_fields::ID: &sku, product_fields::DELETED: false }),
         views_of(state, &skus),
     )?;
     Ok(product.map(|p| product_json(&p, views.get(&sku).copied().unwrap_or(0))))
@@ -423,18 +405,25 @@ async fn history(
     let limit = params.limit()?;
     let scope = Scope::new("product_history").with("sku", &sku);
     let order = Order {
-        field: "version",
+        field: history_fields::VERSION,
         key: Key::Int,
         ascending: true,
         tiebreak: None,
     };
     let cursor = params.get("cursor");
-    let filter = order.resume(doc! { "sku": &sku }, &scope, cursor)?;
+    let filter = order.resume(doc! { history_fields::SKU: &sku }, &scope, cursor)?;
     let page = state
         .breaker
         .run(async {
             let history = state.collection(read_model::PRODUCT_HISTORY).await?;
-            order.fetch(&history, filter, &scope, limit).await
+            order
+                .fetch(
+                    &history.clone_with_type::<HistoryDoc>(),
+                    filter,
+                    &scope,
+                    limit,
+                )
+                .await
         })
         .await?;
     if page.documents.is_empty() && cursor.is_none() {
@@ -445,19 +434,24 @@ async fn history(
     let items: Vec<Value> = entries
         .iter()
         .map(|e| {
-            let field = |name: &str| {
-                e.get(name)
-                    .cloned()
-                    .map(Bson::into_relaxed_extjson)
-                    .unwrap_or(Value::Null)
-            };
+            let changes: serde_json::Map<String, Value> = e
+                .changes
+                .iter()
+                .map(|(field, change)| {
+                    let change = json!({
+                        "before": change.before.clone().into_relaxed_extjson(),
+                        "after": change.after.clone().into_relaxed_extjson(),
+                    });
+                    (field.clone(), change)
+                })
+                .collect();
             json!({
-                "position": count(e, "position"),
-                "version": count(e, "version"),
-                "event_type": e.get_str("event_type").unwrap_or_default(),
-                "occurred_at": rfc3339(e, "occurred_at"),
-                "actor": field("actor"),
-                "changes": field("changes"),
+                "position": e.position,
+                "version": e.version,
+                "event_type": e.event_type,
+                "occurred_at": rfc3339(e.occurred_at),
+                "actor": e.actor.as_ref().map(|a| json!({ "id": a.id, "role": a.role })),
+                "changes": changes,
             })
         })
         .collect();

@@ -6,12 +6,16 @@ use std::collections::BTreeMap;
 use axum::{Router, extract::State, http::HeaderMap, response::Response, routing::get};
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use futures::TryStreamExt;
-use mongodb::bson::{self, Document, doc};
+use mongodb::bson::{self, doc};
 use serde_json::json;
-use shared::{ApiError, Role, http::QueryParams, read_model};
+use shared::{
+    ApiError, Role,
+    http::QueryParams,
+    read_model::{self, HourlyViewsDoc, views_fields},
+};
 use uuid::Uuid;
 
-use super::{QueryState, Reader, caching::json_answer, products::count};
+use super::{QueryState, Reader, caching::json_answer};
 
 pub fn router() -> Router<QueryState> {
     Router::new().route("/api/v1/reports/product-views", get(product_views))
@@ -60,19 +64,19 @@ async fn product_views(
             .map(|s| s.to_string())
             .map_err(|_| "must be a UUID".to_owned())
     })?;
-    let mut filter = doc! { "bucket_start": {
+    let mut filter = doc! { views_fields::BUCKET_START: {
         "$gte": bson::DateTime::from_millis(from.timestamp_millis()),
         "$lt": bson::DateTime::from_millis(to.timestamp_millis()),
     } };
     if let Some(sku) = &sku {
-        filter.insert("sku", sku);
+        filter.insert(views_fields::SKU, sku);
     }
-    let hours: Vec<Document> = state
+    let hours: Vec<HourlyViewsDoc> = state
         .breaker
         .run(async {
             state
                 .db
-                .collection::<Document>(read_model::PRODUCT_VIEWS_HOURLY)
+                .collection(read_model::PRODUCT_VIEWS_HOURLY)
                 .find(filter)
                 .await?
                 .try_collect()
@@ -80,18 +84,15 @@ async fn product_views(
         })
         .await?;
     let mut totals: BTreeMap<(DateTime<Utc>, String), i64> = BTreeMap::new();
-    for hour in &hours {
-        let Ok(start) = hour.get_datetime("bucket_start") else {
-            continue;
-        };
-        let Some(mut start) = DateTime::from_timestamp_millis(start.timestamp_millis()) else {
+    for hour in hours {
+        let Some(mut start) = DateTime::from_timestamp_millis(hour.bucket_start.timestamp_millis())
+        else {
             continue;
         };
         if day {
             start = start.duration_trunc(Duration::days(1)).unwrap_or(start);
         }
-        let sku = hour.get_str("sku").unwrap_or_default().to_owned();
-        *totals.entry((start, sku)).or_default() += count(hour, "views");
+        *totals.entry((start, hour.sku)).or_default() += hour.views;
     }
     let items: Vec<_> = totals
         .into_iter()

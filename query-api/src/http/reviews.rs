@@ -11,15 +11,22 @@ use axum::{
     routing::get,
 };
 use futures::TryStreamExt;
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Document, doc};
 use serde_json::{Value, json};
-use shared::{ApiError, cursor::Scope, http::QueryParams, read_model};
+use shared::{
+    ApiError,
+    cursor::Scope,
+    http::QueryParams,
+    read_model::{
+        self, ImageDoc, ReviewDoc, ReviewImage, image_fields, review_fields, user_fields,
+    },
+};
 use uuid::Uuid;
 
 use super::{
     Depends, QueryState, Reader,
     keyset::{Key, Order},
-    products::{count, escape_regex, plain_text, rfc3339},
+    products::{escape_regex, plain_text, rfc3339},
     read_through,
 };
 
@@ -32,17 +39,17 @@ pub fn router() -> Router<QueryState> {
 }
 
 const NEWEST: Order = Order {
-    field: "created_position",
+    field: review_fields::CREATED_POSITION,
     key: Key::Int,
     ascending: false,
     tiebreak: None,
 };
 
 const BEST_RATED: Order = Order {
-    field: "rating",
+    field: review_fields::RATING,
     key: Key::Int,
     ascending: false,
-    tiebreak: Some(("created_position", Key::Int)),
+    tiebreak: Some((review_fields::CREATED_POSITION, Key::Int)),
 };
 
 fn uuid(raw: &str) -> Result<String, String> {
@@ -76,12 +83,15 @@ async fn list(
             ));
         }
     };
-    let mut filter = doc! { "deleted": false };
+    let mut filter = doc! { review_fields::DELETED: false };
     let mut scope = Scope::new("reviews").with("sort", sort);
-    for name in ["product_sku", "author_id"] {
+    for (name, field) in [
+        ("product_sku", review_fields::PRODUCT_SKU),
+        ("author_id", review_fields::AUTHOR_ID),
+    ] {
         if let Some(id) = params.parsed(name, uuid)? {
             scope = scope.with(name, &id);
-            filter.insert(name, id);
+            filter.insert(field, id);
         }
     }
     if let Some(region) = params
@@ -89,7 +99,7 @@ async fn list(
         .filter(|r| !r.is_empty())
     {
         scope = scope.with("region", &region);
-        filter.insert("region", region);
+        filter.insert(review_fields::REGION, region);
     }
     let min_rating = params.parsed("min_rating", |raw| match raw.parse::<i64>() {
         Ok(n) if (1..=5).contains(&n) => Ok(n),
@@ -97,12 +107,12 @@ async fn list(
     })?;
     if let Some(min) = min_rating {
         scope = scope.with("min_rating", min);
-        filter.insert("rating", doc! { "$gte": min });
+        filter.insert(review_fields::RATING, doc! { "$gte": min });
     }
     if let Some(q) = params.parsed("q", plain_text)?.filter(|q| !q.is_empty()) {
         scope = scope.with("q", &q);
         filter.insert(
-            "search_text",
+            review_fields::SEARCH_TEXT,
             mongodb::bson::Regex {
                 pattern: escape_regex(&q),
                 options: String::new(),
@@ -128,7 +138,7 @@ async fn of_product(
         .map_err(|_| ApiError::NotFound("product"))?
         .to_string();
     let scope = Scope::new("product_reviews").with("sku", &sku);
-    let filter = doc! { "deleted": false, "product_sku": &sku };
+    let filter = doc! { review_fields::DELETED: false, review_fields::PRODUCT_SKU: &sku };
     let key = format!("product-reviews:{sku}?{}", params.canonical());
     page(
         &state, &reader, &headers, &params, NEWEST, scope, filter, key,
@@ -157,7 +167,14 @@ async fn page(
         Depends::Reviews,
         async {
             let reviews = state.collection(read_model::REVIEWS).await?;
-            let page = order.fetch(&reviews, filter, &scope, limit).await?;
+            let page = order
+                .fetch(
+                    &reviews.clone_with_type::<ReviewDoc>(),
+                    filter,
+                    &scope,
+                    limit,
+                )
+                .await?;
             let names = display_names(state, &page.documents).await?;
             let items: Vec<Value> = page
                 .documents
@@ -189,7 +206,8 @@ async fn one(
         let found = state
             .collection(read_model::REVIEWS)
             .await?
-            .find_one(doc! { "_id": &id, "deleted": false })
+            .clone_with_type::<ReviewDoc>()
+            .find_one(doc! { review_fields::ID: &id, review_fields::DELETED: false })
             .await?;
         let Some(review) = found else {
             return Ok(None);
@@ -205,12 +223,10 @@ async fn one(
 /// every review at once.
 async fn display_names(
     state: &QueryState,
-    reviews: &[Document],
+    reviews: &[ReviewDoc],
 ) -> mongodb::error::Result<HashMap<String, String>> {
-    let mut ids: Vec<&str> = reviews
-        .iter()
-        .filter_map(|r| r.get_str("author_id").ok())
-        .collect();
+    use user_fields::{DISPLAY_NAME, ID};
+    let mut ids: Vec<&str> = reviews.iter().map(|r| r.author_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
@@ -219,8 +235,8 @@ async fn display_names(
     let users: Vec<Document> = state
         .collection(read_model::USERS)
         .await?
-        .find(doc! { "_id": { "$in": ids } })
-        .projection(doc! { "display_name": 1 })
+        .find(doc! { ID: { "$in": ids } })
+        .projection(doc! { DISPLAY_NAME: 1 })
         .await?
         .try_collect()
         .await?;
@@ -228,47 +244,38 @@ async fn display_names(
         .into_iter()
         .filter_map(|u| {
             Some((
-                u.get_str("_id").ok()?.to_owned(),
-                u.get_str("display_name").ok()?.to_owned(),
+                u.get_str(ID).ok()?.to_owned(),
+                u.get_str(DISPLAY_NAME).ok()?.to_owned(),
             ))
         })
         .collect())
 }
 
-fn review_json(review: &Document, names: &HashMap<String, String>) -> Value {
-    let text = |field: &str| review.get_str(field).unwrap_or_default();
-    let author = text("author_id");
-    let images: Vec<Value> = review
-        .get_array("images")
-        .map(|list| {
-            list.iter()
-                .filter_map(Bson::as_document)
-                .map(|image| {
-                    let id = image.get_str("image_id").unwrap_or_default();
-                    json!({
-                        "image_id": id,
-                        "url": format!("/api/v1/images/{id}"),
-                        "content_type": image.get_str("content_type").unwrap_or_default(),
-                        "bytes": count(image, "bytes"),
-                        "width": count(image, "width"),
-                        "height": count(image, "height"),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+fn review_json(review: &ReviewDoc, names: &HashMap<String, String>) -> Value {
+    let images: Vec<Value> = review.images.iter().map(image_json).collect();
     json!({
-        "id": text("_id"),
-        "product_sku": text("product_sku"),
-        "author": { "id": author, "display_name": names.get(author) },
-        "title": text("title"),
-        "body": text("body"),
-        "rating": count(review, "rating"),
-        "region": text("region"),
+        "id": review.id,
+        "product_sku": review.product_sku,
+        "author": { "id": review.author_id, "display_name": names.get(&review.author_id) },
+        "title": review.title,
+        "body": review.body,
+        "rating": review.rating,
+        "region": review.region,
         "images": images,
-        "version": count(review, "version"),
-        "created_at": rfc3339(review, "created_at"),
-        "updated_at": rfc3339(review, "updated_at"),
+        "version": review.version,
+        "created_at": rfc3339(review.created_at),
+        "updated_at": rfc3339(review.updated_at),
+    })
+}
+
+fn image_json(image: &ReviewImage) -> Value {
+    json!({
+        "image_id": image.image_id,
+        "url": format!("/api/v1/images/{}", image.image_id),
+        "content_type": image.content_type,
+        "bytes": image.bytes,
+        "width": image.width,
+        "height": image.height,
     })
 }
 
@@ -287,7 +294,8 @@ async fn image(
             state
                 .collection(read_model::IMAGES)
                 .await?
-                .find_one(doc! { "_id": &id, "removed": false })
+                .clone_with_type::<ImageDoc>()
+                .find_one(doc! { image_fields::ID: &id, image_fields::REMOVED: false })
                 .await
         })
         .await?
@@ -301,9 +309,9 @@ async fn image(
                 .collection(read_model::REVIEWS)
                 .await?
                 .find_one(doc! {
-                    "_id": meta.get_str("review_id").unwrap_or_default(),
-                    "deleted": false,
-                    "images.image_id": &id,
+                    review_fields::ID: &meta.review_id,
+                    review_fields::DELETED: false,
+                    review_fields::IMAGE_IDS: &id,
                 })
                 .await
         })
@@ -311,10 +319,8 @@ async fn image(
     if listed.is_none() {
         return Err(ApiError::NotFound("image"));
     }
-    let sha256 = meta.get_str("sha256").unwrap_or_default();
-    let content_type = meta
-        .get_str("content_type")
-        .unwrap_or("application/octet-stream");
+    let sha256 = meta.image.sha256.as_str();
+    let content_type = meta.image.content_type.as_str();
     let tag = HeaderValue::from_str(&format!("\"{sha256}\""))
         .map_err(|e| anyhow::anyhow!("a stored image has a bad key: {e}"))?;
     let caching = [

@@ -8,9 +8,14 @@ use axum::{
     response::Response,
     routing::get,
 };
-use mongodb::bson::{Document, doc};
+use mongodb::bson::doc;
 use serde_json::{Value, json};
-use shared::{ApiError, Role, cursor::Scope, http::QueryParams, read_model};
+use shared::{
+    ApiError, Role,
+    cursor::Scope,
+    http::QueryParams,
+    read_model::{self, UserDoc, user_fields},
+};
 use uuid::Uuid;
 
 use super::{
@@ -59,12 +64,12 @@ async fn page_of_users(
 ) -> Result<Response, ApiError> {
     let limit = params.limit()?;
     let scope = Scope::new("users").with("role", role.map_or("", Role::as_str));
-    let mut filter = doc! { "deleted": false };
+    let mut filter = doc! { user_fields::DELETED: false };
     if let Some(role) = role {
-        filter.insert("role", role.as_str());
+        filter.insert(user_fields::ROLE, role.as_str());
     }
     let order = Order {
-        field: "_id",
+        field: user_fields::ID,
         key: Key::Text,
         ascending: true,
         tiebreak: None,
@@ -74,7 +79,9 @@ async fn page_of_users(
         .breaker
         .run(async {
             let users = state.collection(read_model::USERS).await?;
-            order.fetch(&users, filter, &scope, limit).await
+            order
+                .fetch(&users.clone_with_type::<UserDoc>(), filter, &scope, limit)
+                .await
         })
         .await?;
     let items: Vec<Value> = page.documents.iter().map(user_json).collect();
@@ -87,17 +94,16 @@ async fn page_of_users(
 }
 
 /// The whole user object, as command-api answers it.
-fn user_json(user: &Document) -> Value {
-    let text = |field: &str| user.get_str(field).unwrap_or_default();
+fn user_json(user: &UserDoc) -> Value {
     json!({
-        "id": text("_id"),
-        "username": text("username"),
-        "email": text("email"),
-        "display_name": text("display_name"),
-        "role": text("role"),
-        "region": user.get_str("region").ok(),
-        "is_superuser": user.get_bool("is_superuser").unwrap_or(false),
-        "created_at": super::products::rfc3339(user, "created_at"),
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "display_name": user.display_name,
+        "role": user.role.as_str(),
+        "region": user.region,
+        "is_superuser": user.is_superuser,
+        "created_at": super::products::rfc3339(user.created_at),
     })
 }
 
@@ -112,18 +118,19 @@ async fn profile(
         .breaker
         .run(async {
             state
-                .collection(shared::read_model::USERS)
+                .collection(read_model::USERS)
                 .await?
-                .find_one(doc! { "_id": id.to_string(), "deleted": false })
+                .clone_with_type::<UserDoc>()
+                .find_one(doc! { user_fields::ID: id.to_string(), user_fields::DELETED: false })
                 .await
         })
         .await?
         .ok_or(ApiError::NotFound("user"))?;
     Ok(Json(json!({
         "id": id,
-        "username": user.get_str("username").unwrap_or_default(),
-        "display_name": user.get_str("display_name").unwrap_or_default(),
-        "role": user.get_str("role").unwrap_or_default(),
-        "region": user.get_str("region").ok(),
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role.as_str(),
+        "region": user.region,
     })))
 }

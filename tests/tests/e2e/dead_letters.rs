@@ -42,7 +42,7 @@ async fn a_poison_event_is_parked_others_flow_and_requeue_applies_it_after_the_f
     products
         .update_one(
             doc! { "_id": &poisoned },
-            doc! { "$set": { "price": 12.5 } },
+            doc! { "$set": { read_model::product_fields::PRICE: 12.5 } },
         )
         .await
         .unwrap();
@@ -111,7 +111,7 @@ async fn a_poison_event_is_parked_others_flow_and_requeue_applies_it_after_the_f
     products
         .update_one(
             doc! { "_id": &poisoned },
-            doc! { "$set": { "price": "5995.00" } },
+            doc! { "$set": { read_model::product_fields::PRICE: "5995.00" } },
         )
         .await
         .unwrap();

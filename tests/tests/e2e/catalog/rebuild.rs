@@ -97,7 +97,7 @@ async fn rebuilding_under_read_load_never_shows_a_partial_model_and_equals_a_fre
         let tallies = views(&live).await;
         let total: i64 = tallies
             .iter()
-            .map(|d| d.get_i64("views").unwrap_or(0))
+            .map(|d| d.get_i64(read_model::views_fields::VIEWS).unwrap_or(0))
             .sum();
         (total == 6).then_some(tallies)
     })

@@ -1,8 +1,53 @@
-//! Names the projector (which writes the read models) and the read side (which reads them)
-//! share, and the projector's checkpoint: the position up to which every event has been
-//! applied.
+//! What the projector (which writes the read models) and the read side (which reads them)
+//! share: one serde type per read model document, with the names of the fields that filters,
+//! sorts, indexes and updates use (a field name is written here and nowhere else); the
+//! collection names and their catalog; and the projector's checkpoint: the position up to
+//! which every event has been applied.
 
-use mongodb::{Database, bson::doc};
+mod history;
+mod products;
+mod reviews;
+mod users;
+mod views;
+
+pub use history::{HistoryActor, HistoryChange, HistoryDoc, history_fields};
+pub use products::{ProductDoc, RatingStats, product_fields};
+pub use reviews::{ImageDoc, ReviewDoc, ReviewImage, image_fields, review_fields};
+pub use users::{UserDoc, user_fields};
+pub use views::{HourlyViewsDoc, ProductViewsDoc, views_fields};
+
+use mongodb::{
+    Database,
+    bson::{self, Bson, Document, doc},
+};
+use serde::de::{DeserializeOwned, Error as _};
+
+/// Every read model document's key.
+pub const ID: &str = "_id";
+/// The last aggregate version applied to a document (the projector's guard).
+pub const VERSION: &str = "version";
+/// A deleted aggregate's document stays, as a tombstone, with this set.
+pub const DELETED: &str = "deleted";
+
+/// A stored document as the read model type `T`. Unlike `bson::from_document`, the error names
+/// the field that does not fit (`price: invalid type: ...`), so a document changed by hand
+/// is found from the reason its event was parked for.
+pub fn decode<T: DeserializeOwned>(document: Document) -> Result<T, bson::de::Error> {
+    serde_path_to_error::deserialize(bson::Deserializer::new(Bson::Document(document))).map_err(
+        |error| {
+            let path = error.path().to_string();
+            match error.into_inner() {
+                inner if path == "." => inner,
+                inner => bson::de::Error::custom(format!("{path}: {inner}")),
+            }
+        },
+    )
+}
+
+/// A date as the read models store it: a BSON date, in milliseconds.
+pub fn date(at: chrono::DateTime<chrono::Utc>) -> bson::DateTime {
+    bson::DateTime::from_millis(at.timestamp_millis())
+}
 
 /// Collections.
 pub const PRODUCTS: &str = "products";
@@ -28,7 +73,7 @@ pub const CHECKPOINT_ID: &str = "projector";
 /// The applied position recorded in `db`, 0 before the first event.
 pub async fn applied_position(db: &Database) -> mongodb::error::Result<i64> {
     let checkpoint = db
-        .collection::<mongodb::bson::Document>(CHECKPOINTS)
+        .collection::<Document>(CHECKPOINTS)
         .find_one(doc! { "_id": CHECKPOINT_ID })
         .await?;
     Ok(checkpoint
@@ -80,15 +125,15 @@ impl Collections {
     /// The catalog in `db` now.
     pub async fn current(db: &Database) -> mongodb::error::Result<Self> {
         let catalog = db
-            .collection::<mongodb::bson::Document>(COLLECTIONS)
-            .find_one(doc! { "_id": COLLECTIONS_ID })
+            .collection::<Document>(COLLECTIONS)
+            .find_one(doc! { ID: COLLECTIONS_ID })
             .await?;
         Ok(catalog
             .and_then(|c| c.get_document("names").ok().map(Self::from_document))
             .unwrap_or_default())
     }
 
-    pub fn from_document(names: &mongodb::bson::Document) -> Self {
+    pub fn from_document(names: &Document) -> Self {
         Self {
             names: names
                 .iter()
@@ -97,7 +142,7 @@ impl Collections {
         }
     }
 
-    pub fn to_document(&self) -> mongodb::bson::Document {
+    pub fn to_document(&self) -> Document {
         self.names
             .iter()
             .map(|(base, physical)| (base.clone(), physical.clone().into()))
