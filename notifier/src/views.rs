@@ -39,11 +39,12 @@ pub struct Tally {
     pub db: Database,
 }
 
-/// One view as read from the stream.
+/// One message as read from the stream: `count` views of one product in one hour.
 struct View {
     seq: u64,
     sku: String,
     hour: DateTime<Utc>,
+    count: i64,
 }
 
 impl Tally {
@@ -96,6 +97,7 @@ impl Tally {
                         seq,
                         sku: view.sku.to_string(),
                         hour: hour_of(view.viewed_at),
+                        count: i64::from(view.count),
                     }),
                     Err(e) => tracing::warn!(seq, error = %e, "not a view; skipped"),
                 }
@@ -109,7 +111,8 @@ impl Tally {
                 )
                 .upsert(true)
                 .await?;
-            metrics::counter!("notifier_views_tallied_total").increment(views.len() as u64);
+            let tallied: i64 = views.iter().map(|v| v.count).sum();
+            metrics::counter!("notifier_views_tallied_total").increment(tallied.unsigned_abs());
             metrics::gauge!("notifier_views_position").set(last as f64);
         }
     }
@@ -171,11 +174,14 @@ fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
         .unwrap_or(at)
 }
 
-/// Stream sequences of the views, by tally document key.
-fn group(views: &[View], key: impl Fn(&View) -> String) -> BTreeMap<String, Vec<u64>> {
-    let mut groups: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+/// Stream sequences of the messages and the views each carries, by tally document key.
+fn group(views: &[View], key: impl Fn(&View) -> String) -> BTreeMap<String, Vec<(u64, i64)>> {
+    let mut groups: BTreeMap<String, Vec<(u64, i64)>> = BTreeMap::new();
     for view in views {
-        groups.entry(key(view)).or_default().push(view.seq);
+        groups
+            .entry(key(view))
+            .or_default()
+            .push((view.seq, view.count));
     }
     groups
 }
@@ -186,7 +192,7 @@ fn group(views: &[View], key: impl Fn(&View) -> String) -> BTreeMap<String, Vec<
 async fn add(
     db: &Database,
     collection: &str,
-    groups: &BTreeMap<String, Vec<u64>>,
+    groups: &BTreeMap<String, Vec<(u64, i64)>>,
     tally: impl Fn(&str, i64, i64) -> bson::ser::Result<Document>,
 ) -> anyhow::Result<()> {
     use views_fields::{ID, LAST_SEQ, VIEWS};
@@ -210,11 +216,12 @@ async fn add(
         for key in &pending {
             let after = seen.get(*key).copied();
             let seqs = &groups[*key];
-            let fresh = seqs
+            let fresh: i64 = seqs
                 .iter()
-                .filter(|&&s| after.is_none_or(|a| s as i64 > a))
-                .count() as i64;
-            let last = seqs.iter().copied().max().unwrap_or(0) as i64;
+                .filter(|(s, _)| after.is_none_or(|a| *s as i64 > a))
+                .map(|(_, count)| count)
+                .sum();
+            let last = seqs.iter().map(|(s, _)| *s).max().unwrap_or(0) as i64;
             if fresh == 0 {
                 continue;
             }

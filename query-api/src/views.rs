@@ -1,5 +1,6 @@
 //! Anonymous product views, published to `VIEWS` off the request path. A detail GET hands the
-//! SKU to a bounded queue and answers at once; a background task publishes in batches, awaits
+//! SKU to a bounded queue and answers at once; a background task publishes in rounds (at most
+//! one per 100 ms unless a batch is waiting), one message per product carrying its count, awaits
 //! the acknowledgements together, and republishes what failed under the same `Nats-Msg-Id`,
 //! so a NATS outage delays views instead of losing or doubling them. At most
 //! `QUERY_VIEWS_BUFFER` views wait in memory (queued and in the batch being published); when
@@ -22,6 +23,10 @@ pub const BUFFER: usize = 100_000;
 const BATCH: usize = 500;
 /// How long shutdown waits for the queue to drain.
 const DRAIN: Duration = Duration::from_secs(5);
+/// Publishing rounds start at most this often while views trickle in (a full batch goes at
+/// once): the views of a round are one message per product, so a popular product costs the
+/// broker a message per round, not one per reader.
+const ROUND_EVERY: Duration = Duration::from_millis(100);
 /// How long one publishing round may take.
 const ROUND: Duration = Duration::from_secs(10);
 
@@ -62,12 +67,31 @@ impl ViewRecorder {
     }
 }
 
+/// The views in `skus` (taken from the queue now), one message per product.
+fn gathered(skus: &mut Vec<Uuid>) -> Vec<ProductViewed> {
+    let now = Utc::now();
+    let mut counts: std::collections::HashMap<Uuid, u32> = std::collections::HashMap::new();
+    for sku in skus.drain(..) {
+        *counts.entry(sku).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(sku, count)| ProductViewed {
+            view_id: Uuid::now_v7(),
+            sku,
+            viewed_at: now,
+            count,
+        })
+        .collect()
+}
+
 struct Publisher {
     js: jetstream::Context,
     prefix: Prefix,
     /// Views published per round, at most.
     batch: usize,
-    /// Views taken from the queue and not yet acknowledged by JetStream.
+    /// Messages made of views taken from the queue, not yet acknowledged by JetStream (each
+    /// goes again under its own id until it is).
     pending: Vec<ProductViewed>,
 }
 
@@ -77,8 +101,10 @@ impl Publisher {
         let mut backoff = Duration::from_millis(100);
         let mut skus = Vec::with_capacity(self.batch);
         loop {
-            if self.pending.len() < self.batch {
-                let room = self.batch - self.pending.len();
+            let round = tokio::time::Instant::now();
+            let held = self.held();
+            if held < self.batch {
+                let room = self.batch - held;
                 if self.pending.is_empty() {
                     tokio::select! {
                         n = queue.recv_many(&mut skus, room) => if n == 0 { break },
@@ -92,12 +118,7 @@ impl Publisher {
                         }
                     }
                 }
-                let now = Utc::now();
-                self.pending.extend(skus.drain(..).map(|sku| ProductViewed {
-                    view_id: Uuid::now_v7(),
-                    sku,
-                    viewed_at: now,
-                }));
+                self.pending.extend(gathered(&mut skus));
             }
             if !streams_ready {
                 streams_ready = shared::nats::ensure_streams(&self.js, &self.prefix)
@@ -106,6 +127,14 @@ impl Publisher {
             }
             if streams_ready && self.publish().await {
                 backoff = Duration::from_millis(100);
+                // One round per ROUND_EVERY unless a batch is waiting: views that arrive
+                // meanwhile go out together, one message per product.
+                if queue.len() < self.batch {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(round + ROUND_EVERY) => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
                 continue;
             }
             tokio::select! {
@@ -115,6 +144,11 @@ impl Publisher {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         self.drain(queue).await;
+    }
+
+    /// Views taken from the queue and not yet acknowledged.
+    fn held(&self) -> usize {
+        self.pending.iter().map(|v| v.count as usize).sum()
     }
 
     /// Publishes the pending views; true when every one was acknowledged. Bounded in time:
@@ -156,16 +190,20 @@ impl Publisher {
                 .map(|ack| ack.is_ok())
                 .collect();
         let mut failed = Vec::new();
+        let mut published = 0_u64;
         for (index, view) in self.pending.drain(..).enumerate() {
-            if !acked.get(index).copied().unwrap_or(false) {
+            if acked.get(index).copied().unwrap_or(false) {
+                published += u64::from(view.count);
+            } else {
                 failed.push(view);
             }
         }
-        let published = acked.iter().filter(|a| **a).count();
-        metrics::counter!("query_views_published_total").increment(published as u64);
+        metrics::counter!("query_views_published_total").increment(published);
+        metrics::counter!("query_views_messages_total").increment(acked.len() as u64);
         let ok = failed.is_empty();
         if !ok {
-            tracing::warn!(views = failed.len(), "publishing views failed; retrying");
+            let views: u32 = failed.iter().map(|v| v.count).sum();
+            tracing::warn!(views, "publishing views failed; retrying");
         }
         self.pending = failed;
         ok
@@ -174,14 +212,11 @@ impl Publisher {
     /// On shutdown: publishes what is queued, for a bounded time.
     async fn drain(mut self, mut queue: mpsc::Receiver<Uuid>) {
         queue.close();
-        let now = Utc::now();
+        let mut skus = Vec::new();
         while let Ok(sku) = queue.try_recv() {
-            self.pending.push(ProductViewed {
-                view_id: Uuid::now_v7(),
-                sku,
-                viewed_at: now,
-            });
+            skus.push(sku);
         }
+        self.pending.extend(gathered(&mut skus));
         let deadline = tokio::time::Instant::now() + DRAIN;
         let _ = tokio::time::timeout_at(deadline, async {
             while !self.pending.is_empty() {
@@ -193,11 +228,9 @@ impl Publisher {
         })
         .await;
         if !self.pending.is_empty() {
-            tracing::error!(
-                views = self.pending.len(),
-                "views not published at shutdown"
-            );
-            metrics::counter!("query_views_dropped_total").increment(self.pending.len() as u64);
+            let lost = self.held();
+            tracing::error!(views = lost, "views not published at shutdown");
+            metrics::counter!("query_views_dropped_total").increment(lost as u64);
         }
     }
 }

@@ -74,25 +74,39 @@ async fn each_anonymous_detail_read_publishes_one_view_and_signed_in_reads_none(
         .await;
     assert_eq!(missing.status, 404);
 
+    // One message per product and publishing round, each carrying its count: 40 in all.
     let js = catalog.env.jetstream().await;
     let views_stream = catalog.env.prefix.views_stream();
-    stream::wait_for_count(&js, &views_stream, 40, Duration::from_secs(10)).await;
+    let published = || async {
+        let messages = stream::message_count(&js, &views_stream).await;
+        let subjects = if messages == 0 {
+            Vec::new()
+        } else {
+            stream::read_subjects(&js, &views_stream, messages as usize).await
+        };
+        let views: Vec<shared::views::ProductViewed> = subjects
+            .iter()
+            .map(|(_, payload)| serde_json::from_slice(payload).unwrap())
+            .collect();
+        (subjects, views)
+    };
+    camreviews_tests::eventually(Duration::from_secs(10), || async {
+        let (_, views) = published().await;
+        (views.iter().map(|v| v.count).sum::<u32>() == 40).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(stream::message_count(&js, &views_stream).await, 40);
-
-    let subjects = stream::read_subjects(&js, &views_stream, 40).await;
+    let (subjects, views) = published().await;
+    assert_eq!(
+        views.iter().map(|v| v.count).sum::<u32>(),
+        40,
+        "and no more"
+    );
+    assert!(views.len() < 40, "gathered: {} messages", views.len());
     let expected = catalog.env.prefix.view_subject(&sku);
     assert!(subjects.iter().all(|(subject, _)| subject == &expected));
-    let view: shared::views::ProductViewed = serde_json::from_slice(&subjects[0].1).unwrap();
-    assert_eq!(view.sku.to_string(), sku);
-    let ids: std::collections::HashSet<_> = subjects
-        .iter()
-        .map(|(_, payload)| {
-            serde_json::from_slice::<shared::views::ProductViewed>(payload)
-                .unwrap()
-                .view_id
-        })
-        .collect();
-    assert_eq!(ids.len(), 40, "every view has its own id");
+    assert!(views.iter().all(|v| v.sku.to_string() == sku));
+    let ids: std::collections::HashSet<_> = views.iter().map(|v| v.view_id).collect();
+    assert_eq!(ids.len(), views.len(), "every message has its own id");
     let _ = other;
 }
