@@ -86,6 +86,18 @@ impl Api {
         self.send(Method::GET, path, None, token).await
     }
 
+    /// A read that waits (up to 5 s) until the read models have applied `position`.
+    pub async fn get_at(&self, path: &str, position: i64, token: Option<&str>) -> Reply {
+        let mut request = self
+            .request(Method::GET, path)
+            .header("x-min-position", position.to_string())
+            .header("x-max-wait-ms", "5000");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Self::reply(request.send().await.expect("the request is sent")).await
+    }
+
     pub async fn post(&self, path: &str, body: Value, token: Option<&str>) -> Reply {
         self.send(Method::POST, path, Some(body), token).await
     }

@@ -30,6 +30,21 @@ impl Running {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The value of the first line of the service's `/metrics` page that starts with
+    /// `series` (a name, or a name and its first labels), 0 when there is none.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let page = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .unwrap_or_default();
+        page.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Sends the shutdown signal and waits (bounded) for a clean exit.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();

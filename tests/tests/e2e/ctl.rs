@@ -228,8 +228,9 @@ async fn events_tail_prints_events_as_they_are_published() {
     // in the store at once but on the stream only when the relay has published it: wait for
     // that, or "early" is new to the tail too.
     camreviews_tests::eventually(std::time::Duration::from_secs(10), || async {
-        let mut stream = js.get_stream(env.prefix.events_stream()).await.unwrap();
-        let last = stream.info().await.unwrap().state.last_sequence;
+        // The relay creates the stream when it starts: it may not be there yet.
+        let mut stream = js.get_stream(env.prefix.events_stream()).await.ok()?;
+        let last = stream.info().await.ok()?.state.last_sequence;
         let message = stream.get_raw_message(last).await.ok()?;
         String::from_utf8_lossy(&message.payload)
             .contains("\"early\"")

@@ -118,20 +118,6 @@ async fn ten_thousand_anonymous_reads_are_ten_thousand_views_across_a_notifier_c
     assert_eq!(bad.status, 400);
 }
 
-/// A counter on a service's `/metrics` page.
-async fn counter(service: &Running, name: &str) -> f64 {
-    let page = reqwest::get(service.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    page.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_nats_gone_readers_are_answered_views_wait_in_a_bounded_buffer_and_arrive_after() {
     let mut nats = NatsServer::start().await;
@@ -157,8 +143,8 @@ async fn with_nats_gone_readers_are_answered_views_wait_in_a_bounded_buffer_and_
     .await;
 
     // Counters are per process (both query-apis here share them): compare with now.
-    let recorded_before = counter(&replica, "query_views_recorded_total").await;
-    let dropped_before = counter(&replica, "query_views_dropped_total").await;
+    let recorded_before = replica.metric("query_views_recorded_total").await;
+    let dropped_before = replica.metric("query_views_dropped_total").await;
     nats.kill().await;
     // 300 anonymous reads without the broker: every one answered, none waiting for it (each
     // would wait out a publish timeout of seconds if it did).
@@ -174,8 +160,8 @@ async fn with_nats_gone_readers_are_answered_views_wait_in_a_bounded_buffer_and_
     );
     // The buffer kept at most 100 of them (a batch being retried and the queue behind it)
     // and dropped the rest, counted.
-    let recorded = counter(&replica, "query_views_recorded_total").await - recorded_before;
-    let dropped = counter(&replica, "query_views_dropped_total").await - dropped_before;
+    let recorded = replica.metric("query_views_recorded_total").await - recorded_before;
+    let dropped = replica.metric("query_views_dropped_total").await - dropped_before;
     assert!((50.0..=100.0).contains(&recorded), "{recorded} kept");
     assert_eq!(recorded + dropped, 300.0);
 

@@ -36,19 +36,6 @@ fn version_in(reply: &Reply, sku: &str) -> Option<i64> {
     reply.body["version"].as_i64()
 }
 
-async fn hits(query_api: &camreviews_tests::Running) -> f64 {
-    let page = reqwest::get(query_api.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    page.lines()
-        .find(|l| l.starts_with("query_cache_hits_total"))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_hammering_a_product_never_see_its_version_go_back_and_see_the_last_update_at_once()
 {
@@ -102,7 +89,7 @@ async fn readers_hammering_a_product_never_see_its_version_go_back_and_see_the_l
         }
     }
     assert!(
-        hits(&catalog.query_api).await > 0.0,
+        catalog.query_api.metric("query_cache_hits_total").await > 0.0,
         "reads were answered from memory"
     );
 }
@@ -268,15 +255,9 @@ async fn a_replica_started_late_or_cut_off_from_nats_serves_nothing_stale() {
         async move {
             for sku in &skus {
                 for _ in 0..2 {
-                    let reply = Api::reply(
-                        api.request(reqwest::Method::GET, &format!("/api/v1/products/{sku}"))
-                            .header("x-min-position", at.to_string())
-                            .header("x-max-wait-ms", "5000")
-                            .send()
-                            .await
-                            .unwrap(),
-                    )
-                    .await;
+                    let reply = api
+                        .get_at(&format!("/api/v1/products/{sku}"), at, None)
+                        .await;
                     assert_eq!(reply.status, 200, "{:?}", reply.body);
                     assert_eq!(reply.body["version"], expected, "{sku}");
                 }
@@ -342,14 +323,17 @@ async fn a_rebuilds_switch_leaves_no_kept_answer_of_the_old_collections_served()
             None => reply.body["name"].clone(),
         }
     };
-    let hits_before = hits(&replica).await;
+    let hits_before = replica.metric("query_cache_hits_total").await;
     for path in [detail.as_str(), list] {
         for _ in 0..3 {
             let reply = api.get(path, None).await;
             assert_eq!(name_in(&reply), "Corrupted", "{path}");
         }
     }
-    assert!(hits(&replica).await >= hits_before + 4.0, "kept in memory");
+    assert!(
+        replica.metric("query_cache_hits_total").await >= hits_before + 4.0,
+        "kept in memory"
+    );
 
     let (code, stdout, stderr) = camctl(&catalog.env, &["projections", "rebuild", "all"], "").await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");

@@ -12,15 +12,7 @@ async fn pages(api: &Api, path: &str, at: i64) -> Vec<Value> {
     let mut bodies = Vec::new();
     let mut url = path.to_owned();
     loop {
-        let reply = Api::reply(
-            api.request(reqwest::Method::GET, &url)
-                .header("x-min-position", at.to_string())
-                .header("x-max-wait-ms", "5000")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let reply = api.get_at(&url, at, None).await;
         assert_eq!(reply.status, 200, "{url}: {:?}", reply.body);
         let next = reply.body["next_cursor"].as_str().map(str::to_owned);
         bodies.push(reply.body);
@@ -50,19 +42,6 @@ async fn same_pages(indexed: &Api, from_store: &Api, at: i64) {
         let store = pages(from_store, path, at).await;
         assert_eq!(memory, store, "{path}");
     }
-}
-
-async fn pages_from_index(service: &Running) -> f64 {
-    let page = reqwest::get(service.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    page.lines()
-        .find(|l| l.starts_with("query_list_pages_total") && l.contains("from=\"index\""))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 async fn review(catalog: &Catalog, author: &Tokens, sku: &str, rating: usize) -> i64 {
@@ -132,7 +111,11 @@ async fn list_pages_from_memory_are_the_stores_pages_for_every_sort_and_filter()
     last = last.max(position);
     same_pages(&catalog.query, &from_store, last).await;
     assert!(
-        pages_from_index(&catalog.query_api).await > 0.0,
+        catalog
+            .query_api
+            .metric("query_list_pages_total{from=\"index\"}")
+            .await
+            > 0.0,
         "pages were taken from the index"
     );
 }

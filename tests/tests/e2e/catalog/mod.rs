@@ -12,7 +12,6 @@ mod scaling;
 mod search;
 
 use camreviews_tests::{Api, Reply, Running, TestEnv, Tokens};
-use reqwest::Method;
 use serde_json::{Value, json};
 
 /// The whole loop running for one test: command-api (with the superuser), projector and
@@ -86,15 +85,7 @@ impl Catalog {
 
     /// A GET on the query API that waits for `position` (`X-Min-Position`).
     pub async fn read_at(&self, path: &str, position: i64, token: Option<&str>) -> Reply {
-        let mut request = self
-            .query
-            .request(Method::GET, path)
-            .header("x-min-position", position.to_string())
-            .header("x-max-wait-ms", "5000");
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        Api::reply(request.send().await.unwrap()).await
+        self.query.get_at(path, position, token).await
     }
 
     /// Every page of a listing, following `next_cursor`; the pages' sizes and all items.
