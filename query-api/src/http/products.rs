@@ -385,11 +385,15 @@ async fn load_product(state: &QueryState, sku: Uuid) -> mongodb::error::Result<O
     let sku = sku.to_string();
     let collection = products(state).await?;
     let skus = [sku.as_str()];
+    // By `_id` alone, the read every MongoDB answers from its primary index; a tombstone is
+    // told apart here.
     let (product, views) = tokio::try_join!(
-        collection.find_one(doc! { product_fields::ID: &sku, product_fields::DELETED: false }),
+        collection.find_one(doc! { product_fields::ID: &sku }),
         views_of(state, &skus),
     )?;
-    Ok(product.map(|p| product_json(&p, views.get(&sku).copied().unwrap_or(0))))
+    Ok(product
+        .filter(|p| !p.deleted)
+        .map(|p| product_json(&p, views.get(&sku).copied().unwrap_or(0))))
 }
 
 async fn history(
