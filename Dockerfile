@@ -16,11 +16,14 @@ FROM debian:bookworm-20241111-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /var/lib/camreviews --create-home camreviews \
+    && groupadd --system --gid 10001 camreviews \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/camreviews --create-home camreviews \
     && mkdir -p /var/lib/camreviews/blobs \
     && chown camreviews: /var/lib/camreviews/blobs
 COPY --from=build /out/ /usr/local/bin/
-USER camreviews
+# Numeric, so Kubernetes' runAsNonRoot can verify it; compose and the manifests run as the
+# same uid:gid (10001:10001) with a read-only root file system.
+USER 10001:10001
 WORKDIR /var/lib/camreviews
 ENV CAMREVIEWS_DATA_DIR=/var/lib/camreviews LOG_FORMAT=json
 CMD ["command-api"]

@@ -148,6 +148,10 @@ async fn start(pg_url: &str, mongo: &MongoConfig, nats: &NatsConfig) -> anyhow::
         blob_dir: std::env::temp_dir().join("camreviews-bench-blobs"),
         max_image_bytes: 5_242_880,
         rate_limit: shared::http::RateLimitConfig::OFF,
+        session_max_age: 2_592_000,
+        password_hash_concurrency: 2,
+        upload_quota: command_api::blob_gc::UploadQuota { count: 0, bytes: 0 },
+        blob_gc_grace: std::time::Duration::from_secs(3600),
     })
     .await?;
     let command_url = format!("http://127.0.0.1:{}", command.port());

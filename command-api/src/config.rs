@@ -32,6 +32,16 @@ pub struct Config {
     pub max_image_bytes: u64,
     /// `RATE_LIMIT_ANONYMOUS`, `RATE_LIMIT_USER`, `TRUST_PROXY_HEADERS`.
     pub rate_limit: shared::http::RateLimitConfig,
+    /// `SESSION_MAX_AGE` (seconds): a session ends this long after its login, however often
+    /// it is refreshed.
+    pub session_max_age: i64,
+    /// `PASSWORD_HASH_CONCURRENCY`: password hashes run at once (default: the core count).
+    pub password_hash_concurrency: usize,
+    /// `UPLOAD_QUOTA_COUNT`, `UPLOAD_QUOTA_BYTES`: images and bytes one user may upload per
+    /// hour.
+    pub upload_quota: crate::blob_gc::UploadQuota,
+    /// `BLOB_GC_GRACE` (seconds): how long an unreferenced image's bytes are kept.
+    pub blob_gc_grace: std::time::Duration,
 }
 
 impl Config {
@@ -50,6 +60,27 @@ impl Config {
             rate_limit: shared::http::RateLimitConfig::from_env(src)?,
             publish_regions: publish_regions(src)?,
             blob_dir: config::blob_dir(src),
+            session_max_age: config::positive_secs(src, "SESSION_MAX_AGE", 2_592_000)?,
+            password_hash_concurrency: match config::parsed(
+                src,
+                "PASSWORD_HASH_CONCURRENCY",
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )? {
+                0 => {
+                    return Err(ConfigError::new(
+                        "PASSWORD_HASH_CONCURRENCY",
+                        "must be above 0",
+                    ));
+                }
+                n => n,
+            },
+            upload_quota: crate::blob_gc::UploadQuota {
+                count: config::parsed(src, "UPLOAD_QUOTA_COUNT", 60)?,
+                bytes: config::parsed(src, "UPLOAD_QUOTA_BYTES", 100 * 1024 * 1024)?,
+            },
+            blob_gc_grace: std::time::Duration::from_secs(
+                config::positive_secs(src, "BLOB_GC_GRACE", 3600)?.unsigned_abs(),
+            ),
             max_image_bytes: match config::parsed(src, "MAX_IMAGE_BYTES", 5_242_880_u64)? {
                 0 => return Err(ConfigError::new("MAX_IMAGE_BYTES", "must be above 0")),
                 n => n,

@@ -25,6 +25,47 @@ pub struct ImageInfo {
     pub height: u32,
 }
 
+/// The image without the metadata a camera or an editor leaves in it: EXIF (with GPS
+/// position, camera serial, time), XMP, IPTC, comments and text chunks. Pixels, colour
+/// profiles and whatever decoding needs stay; nothing is decoded or re-encoded. `None` when
+/// the container does not read. (The EXIF orientation goes too: images show as stored.)
+pub fn strip_metadata(bytes: Vec<u8>, kind: ImageType) -> Option<Vec<u8>> {
+    use img_parts::{ImageEXIF as _, jpeg, png, webp};
+    let bytes = img_parts::Bytes::from(bytes);
+    let stripped = match kind {
+        ImageType::Jpeg => {
+            let mut image = jpeg::Jpeg::from_bytes(bytes).ok()?;
+            // APP1: EXIF and XMP; APP13: IPTC/Photoshop; COM: comments. APP0 (JFIF), APP2 (ICC)
+            // and APP14 (Adobe colour transform) are needed to show the image right.
+            image.segments_mut().retain(|segment| {
+                !matches!(
+                    segment.marker(),
+                    jpeg::markers::APP1 | jpeg::markers::APP13 | jpeg::markers::COM
+                )
+            });
+            image.encoder().bytes()
+        }
+        ImageType::Png => {
+            let mut image = png::Png::from_bytes(bytes).ok()?;
+            image.chunks_mut().retain(|chunk| {
+                !matches!(
+                    &chunk.kind(),
+                    b"eXIf" | b"tEXt" | b"zTXt" | b"iTXt" | b"tIME"
+                )
+            });
+            image.encoder().bytes()
+        }
+        ImageType::Webp => {
+            let mut image = webp::WebP::from_bytes(bytes).ok()?;
+            image.remove_chunks_by_id(webp::CHUNK_XMP);
+            // Also rewrites the extended header's flags to what is left.
+            image.set_exif(None);
+            image.encoder().bytes()
+        }
+    };
+    Some(stripped.to_vec())
+}
+
 /// The type by magic number, if the bytes start like one of the three.
 pub fn sniff(bytes: &[u8]) -> Option<ImageType> {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {

@@ -1,6 +1,7 @@
 //! command-api: authenticates, validates, runs commands against aggregates, appends their
 //! events to PostgreSQL and runs the outbox relay that publishes them to JetStream.
 
+pub mod blob_gc;
 pub mod commands;
 pub mod config;
 pub mod domain;
@@ -19,7 +20,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-use identity::{password, superuser, throttle::LoginThrottle, tokens::TokenIssuer};
+use identity::{
+    password::Hasher,
+    sessions::Lifetimes,
+    superuser,
+    throttle::{LoginThrottle, ThrottleConfig},
+    tokens::TokenIssuer,
+};
 use relay::{Relay, RelayConfig};
 
 /// How long the relay may take, after the last request, to publish what requests appended.
@@ -72,9 +79,20 @@ impl Application {
         let stopping = CancellationToken::new();
         // Whatever fails from here on, the tasks spawned for this application end with it.
         let stop_on_drop = stopping.clone().drop_guard();
+        // About the core count: more parallel hashes would not finish sooner, only hold more
+        // memory. A login waits up to 2 s for a slot, then is answered 503.
+        let hasher = Hasher::new(config.password_hash_concurrency, Duration::from_secs(2));
         if let Some(seed) = &config.superuser {
-            superuser::ensure(&pool, seed).await?;
+            superuser::ensure(&pool, &hasher, seed).await?;
         }
+        let blobs: shared::blobs::Blobs =
+            Arc::new(shared::blobs::FsBlobStore::new(&config.blob_dir));
+        blob_gc::spawn(
+            pool.clone(),
+            blobs.clone(),
+            config.blob_gc_grace,
+            stopping.clone(),
+        );
         let state = http::AppState {
             pool: pool.clone(),
             issuer: Arc::new(TokenIssuer::new(
@@ -83,13 +101,20 @@ impl Application {
             )),
             verifier: TokenVerifier::new(&config.signing_key.public),
             public_key: config.signing_key.public.clone(),
-            throttle: Arc::new(LoginThrottle::new(Duration::from_secs(15 * 60), 5, 50)),
-            dummy_hash: Arc::new(password::dummy_hash().await?),
-            refresh_ttl_secs: config.refresh_token_ttl,
+            throttle: LoginThrottle::new(ThrottleConfig::default()),
+            dummy_hash: Arc::new(hasher.dummy_hash().await.map_err(anyhow::Error::from)?),
+            hasher,
+            trust_proxy: config.rate_limit.trust_proxy,
+            lifetimes: Lifetimes {
+                refresh_secs: config.refresh_token_ttl,
+                session_secs: config.session_max_age,
+            },
+            upload_quota: config.upload_quota,
             publish_regions: Arc::new(config.publish_regions.clone()),
             max_image_bytes: config.max_image_bytes,
-            blobs: Arc::new(shared::blobs::FsBlobStore::new(&config.blob_dir)),
+            blobs,
             horizon: http::events::Horizon::spawn(pool.clone(), stopping.clone()).await?,
+            live_streams: shared::http::StreamSlots::standard(),
             shutdown: stopping.clone(),
         };
         let limiter = shared::http::RateLimiter::new(

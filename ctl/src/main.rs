@@ -297,12 +297,17 @@ impl Cli {
     async fn jetstream(&self) -> anyhow::Result<(async_nats::jetstream::Context, Prefix)> {
         let prefix =
             Prefix::parse(&self.nats_prefix).map_err(|e| anyhow::anyhow!("NATS_PREFIX {e}"))?;
-        let client = async_nats::ConnectOptions::new()
+        let client = shared::nats::options_for(&self.nats_url)?
             .name("camctl")
             .connection_timeout(std::time::Duration::from_secs(5))
             .connect(&self.nats_url)
             .await
-            .with_context(|| format!("connecting to NATS at {} (NATS_URL)", self.nats_url))?;
+            .with_context(|| {
+                format!(
+                    "connecting to NATS at {} (NATS_URL)",
+                    shared::config::shown(&self.nats_url)
+                )
+            })?;
         Ok((async_nats::jetstream::new(client), prefix))
     }
 
@@ -695,7 +700,9 @@ async fn create_superuser(database_url: &str, username: &str, email: &str) -> an
         email,
         password,
     };
-    if superuser::ensure(&pool, &seed).await? {
+    let hasher =
+        command_api::identity::password::Hasher::new(1, std::time::Duration::from_secs(60));
+    if superuser::ensure(&pool, &hasher, &seed).await? {
         writeln!(
             std::io::stdout(),
             "created superuser {}",

@@ -268,12 +268,7 @@ impl Emails {
                 .await
                 .map_err(|e| anyhow::anyhow!("extending the ack wait: {e}"))?;
             let address = admin.get_str("email").unwrap_or_default();
-            let to = format!(
-                "{} <{address}>",
-                admin.get_str("display_name").unwrap_or_default()
-            )
-            .parse()
-            .or_else(|_| address.parse());
+            let to = recipient_mailbox(admin.get_str("display_name").ok(), address);
             let sent = match to {
                 Ok(to) => {
                     self.mailer
@@ -469,5 +464,38 @@ fn show(value: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Null => "—".to_owned(),
         other => other.to_string(),
+    }
+}
+
+/// The recipient's mailbox: the address as given, the display name only ever as the name.
+/// (Formatting `"{name} <{address}>"` and parsing it would let a name like
+/// `Eve <eve@evil.example>` choose the address.)
+fn recipient_mailbox(
+    display_name: Option<&str>,
+    address: &str,
+) -> Result<lettre::message::Mailbox, lettre::address::AddressError> {
+    let address: lettre::Address = address.parse()?;
+    let name = display_name
+        .map(|n| n.chars().filter(|c| !c.is_control()).collect::<String>())
+        .filter(|n| !n.trim().is_empty());
+    Ok(lettre::message::Mailbox::new(name, address))
+}
+
+#[cfg(test)]
+mod mailbox_tests {
+    use super::*;
+
+    #[test]
+    fn a_display_name_cannot_choose_the_address() {
+        let to = recipient_mailbox(Some("X <evil@x.example>"), "admin@camreviews.test").unwrap();
+        assert_eq!(to.email.to_string(), "admin@camreviews.test");
+        let written = to.to_string();
+        assert!(written.ends_with("<admin@camreviews.test>"), "{written}");
+        assert!(
+            recipient_mailbox(Some("Ana\r\nBcc: evil@x.example"), "ana@camreviews.test")
+                .unwrap()
+                .name
+                .is_some_and(|n| !n.contains('\n'))
+        );
     }
 }

@@ -30,6 +30,8 @@ pub struct Live {
     authenticator: Authenticator,
     /// Ends every stream when the service stops.
     shutdown: CancellationToken,
+    /// At most a few streams per admin.
+    slots: shared::http::StreamSlots,
 }
 
 impl Live {
@@ -46,6 +48,7 @@ impl Live {
             sender: sender.clone(),
             authenticator,
             shutdown: shutdown.clone(),
+            slots: shared::http::StreamSlots::standard(),
         };
         tokio::spawn(async move {
             let subject = prefix.subject("events.product.>");
@@ -140,6 +143,7 @@ async fn stream(
             "live notifications are for admins".into(),
         ));
     }
+    let slot = live.slots.take(claims.sub)?;
     let receiver = live.sender.subscribe();
     let state = (receiver, tokio::time::interval(SESSION_CHECK), live, claims);
     let events =
@@ -171,5 +175,10 @@ async fn stream(
                 }
             }
         });
+    // The slot is held for as long as the stream is.
+    let events = events.map(move |event| {
+        let _held = &slot;
+        event
+    });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -32,8 +32,9 @@ impl MailConfig {
     pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
         let default_dir = config::data_dir(src).join("mail");
         let raw = config::string(src, "SMTP_URL", "file://");
-        let target = parse_target(&raw, default_dir)
-            .map_err(|why| ConfigError::new("SMTP_URL", format!("{raw:?}: {why}")))?;
+        let target = parse_target(&raw, default_dir).map_err(|why| {
+            ConfigError::new("SMTP_URL", format!("{}: {why}", config::shown(&raw)))
+        })?;
         let from_raw = config::string(src, "MAIL_FROM", "CamReviews <noreply@camreviews.local>");
         let from = from_raw
             .parse()

@@ -82,6 +82,24 @@ pub fn socket_addr(
     })
 }
 
+/// A value as an error message may show it: a URL with its password replaced by `***`;
+/// anything else that does not parse as a URL is not shown at all (it may be a key or a
+/// password put in the wrong variable), only its length.
+pub fn shown(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Setting a password fails only for URLs that cannot have one.
+            let _ = parsed.set_password(Some("***"));
+            format!("{:?}", parsed.as_str())
+        }
+        Ok(parsed) => format!("{:?}", parsed.as_str()),
+        Err(_) => format!(
+            "(a value of {} characters, not shown)",
+            value.chars().count()
+        ),
+    }
+}
+
 /// A URL whose scheme is one of `schemes`.
 pub fn url(
     src: &dyn Source,
@@ -91,15 +109,22 @@ pub fn url(
 ) -> Result<String, ConfigError> {
     let value = string(src, name, default);
     let parsed = url::Url::parse(&value)
-        .map_err(|e| ConfigError::new(name, format!("{value:?} is not a URL ({e})")))?;
+        .map_err(|e| ConfigError::new(name, format!("{} is not a URL ({e})", shown(&value))))?;
     if !schemes.contains(&parsed.scheme()) {
         return Err(ConfigError::new(
             name,
-            format!("{value:?} must start with {}://", schemes.join(":// or ")),
+            format!(
+                "{} must start with {}://",
+                shown(&value),
+                schemes.join(":// or ")
+            ),
         ));
     }
     if parsed.host_str().is_none_or(str::is_empty) && parsed.scheme() != "file" {
-        return Err(ConfigError::new(name, format!("{value:?} names no host")));
+        return Err(ConfigError::new(
+            name,
+            format!("{} names no host", shown(&value)),
+        ));
     }
     Ok(value)
 }
@@ -220,6 +245,19 @@ mod tests {
         let err = database_url(&env(&[("DATABASE_URL", "nonsense")])).unwrap_err();
         assert_eq!(err.name, "DATABASE_URL");
         assert!(err.to_string().starts_with("invalid DATABASE_URL"));
+    }
+
+    #[test]
+    fn error_messages_never_show_a_password_or_a_value_that_is_no_url() {
+        let err = database_url(&env(&[(
+            "DATABASE_URL",
+            "mysql://camreviews:s3cret-pw@db:3306/x",
+        )]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("s3cret-pw"), "{err}");
+        assert!(err.to_string().contains("camreviews:***@db"), "{err}");
+        let err = database_url(&env(&[("DATABASE_URL", "hunter2-the-password")])).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

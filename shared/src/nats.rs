@@ -183,13 +183,37 @@ pub async fn dead_letter(
 /// Connects without blocking start-up on the server: the client keeps retrying in the
 /// background, and `/readyz` says whether it is connected.
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
-    async_nats::ConnectOptions::new()
+    options_for(url)?
         .name(name)
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(2))
         .connect(url)
         .await
-        .with_context(|| format!("connecting to NATS at {url}"))
+        .with_context(|| format!("connecting to NATS at {}", crate::config::shown(url)))
+}
+
+/// Connect options carrying the user and password of `nats://user:password@host` (each
+/// service has its own NATS user in the deployments). async-nats reads no credentials from
+/// the URL itself (nats-io/nats.rs#1623), so they are taken out here, percent-decoded.
+pub fn options_for(url: &str) -> anyhow::Result<async_nats::ConnectOptions> {
+    let options = async_nats::ConnectOptions::new();
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Ok(options);
+    };
+    if parsed.username().is_empty() {
+        return Ok(options);
+    }
+    let decode = |part: &str| -> anyhow::Result<String> {
+        Ok(
+            url::form_urlencoded::parse(format!("x={}", part.replace('+', "%2B")).as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default(),
+        )
+    };
+    let user = decode(parsed.username())?;
+    let password = decode(parsed.password().unwrap_or_default())?;
+    Ok(options.user_and_password(user, password))
 }
 
 pub fn is_connected(client: &async_nats::Client) -> Result<(), String> {

@@ -123,6 +123,13 @@ impl TestEnv {
             blob_dir: self.data_dir().join("blobs"),
             max_image_bytes: 200_000,
             rate_limit: shared::http::RateLimitConfig::OFF,
+            session_max_age: 2_592_000,
+            password_hash_concurrency: 2,
+            upload_quota: command_api::blob_gc::UploadQuota {
+                count: 60,
+                bytes: 100 * 1024 * 1024,
+            },
+            blob_gc_grace: std::time::Duration::from_secs(3600),
         }
     }
 

@@ -7,7 +7,10 @@ use uuid::Uuid;
 
 use crate::{
     domain::user::{self, User, UserCommand},
-    identity::accounts::{self, InsertError},
+    identity::{
+        accounts::{self, InsertError},
+        sessions,
+    },
     store::{self, AppendError, Appended, ExpectedVersion, Metadata, NewEvent, StreamId},
 };
 
@@ -98,6 +101,25 @@ pub async fn execute(
     .await?;
     let user = fold(Some(state), &appended)?.ok_or(ApiError::NotFound("user"))?;
     Ok((user, Some(appended)))
+}
+
+/// Ends the user's sessions but `except` (in the account table at once, and as
+/// `SessionRevoked` events for the other services); `None` when none was open.
+pub async fn end_sessions(
+    tx: &mut PgConnection,
+    id: Uuid,
+    except: Option<Uuid>,
+    reason: &str,
+    actor: Option<Actor>,
+) -> Result<Option<Appended>, ApiError> {
+    let session_ids = sessions::revoke_all(tx, id, except, reason)
+        .await
+        .map_err(anyhow::Error::from)?;
+    if session_ids.is_empty() {
+        return Ok(None);
+    }
+    let (_, appended) = execute(tx, id, actor, UserCommand::RevokeSessions { session_ids }).await?;
+    Ok(appended)
 }
 
 /// The user as their events tell, without locking anything.

@@ -42,8 +42,9 @@ pub enum UserCommand {
         to: Role,
     },
     Delete,
-    RevokeSession {
-        session_id: Uuid,
+    /// Ends sessions (a logout, a password change, a role change, "log out everywhere").
+    RevokeSessions {
+        session_ids: Vec<Uuid>,
     },
 }
 
@@ -138,9 +139,10 @@ pub fn handle(
             }
             Ok(vec![UserEvent::UserDeleted {}])
         }
-        UserCommand::RevokeSession { session_id } => {
-            Ok(vec![UserEvent::SessionRevoked { session_id }])
-        }
+        UserCommand::RevokeSessions { session_ids } => Ok(session_ids
+            .into_iter()
+            .map(|session_id| UserEvent::SessionRevoked { session_id })
+            .collect()),
     }
 }
 

@@ -23,7 +23,7 @@ use crate::{
         user::{User, UserCommand},
         values::{DisplayName, Email, Fields, Password, Username},
     },
-    identity::{accounts, password, sessions},
+    identity::accounts,
 };
 
 pub fn router() -> Router<AppState> {
@@ -63,7 +63,7 @@ async fn create_admin(
         return Err(anyhow::anyhow!("validated fields missing").into());
     };
     let key = idempotency.scoped(&caller.user_id.to_string(), &body);
-    let password_hash = password::hash(password.into_inner()).await?;
+    let password_hash = state.hasher.hash(password.into_inner()).await?;
     let mut command = match command::begin(&state.pool, key).await? {
         Begun::Replay(response) => return Ok(response),
         Begun::Fresh(command) => command,
@@ -130,7 +130,7 @@ async fn update_admin(
     fields.finish()?;
     let key = idempotency.scoped(&caller.user_id.to_string(), &body);
     let new_hash = match new_password {
-        Some(p) => Some(password::hash(p.into_inner()).await?),
+        Some(p) => Some(state.hasher.hash(p.into_inner()).await?),
         None => None,
     };
     let mut command = match command::begin(&state.pool, key).await? {
@@ -147,21 +147,37 @@ async fn update_admin(
     };
     let (mut user, mut appended) =
         users::execute(&mut command.tx, id, actor.clone(), update).await?;
+    let mut role_changed = false;
     if let Some(role) = role {
         let (changed, role_appended) = users::execute(
             &mut command.tx,
             id,
-            actor,
+            actor.clone(),
             UserCommand::ChangeRole { to: role },
         )
         .await?;
         user = changed;
+        role_changed = role_appended.is_some();
         appended = role_appended.or(appended);
     }
+    let password_reset = new_hash.is_some();
     if let Some(hash) = new_hash {
         accounts::set_password(&mut command.tx, id, &hash)
             .await
             .map_err(anyhow::Error::from)?;
+    }
+    // A reset password or a new role: every session of theirs ends (the caller's own too,
+    // when an admin resets their own password here; they log in again).
+    if password_reset || role_changed {
+        let reason = if role_changed {
+            "role changed"
+        } else {
+            "password reset"
+        };
+        if let Some(ended) = users::end_sessions(&mut command.tx, id, None, reason, actor).await? {
+            user.version = ended.version;
+            appended = Some(ended);
+        }
     }
     let written =
         Written::new(StatusCode::OK, user_json(&user)).appended(appended.as_ref(), user.version);
@@ -184,18 +200,7 @@ async fn delete_admin(
         return Err(ApiError::SuperuserProtected);
     }
     let actor = Some(caller.actor());
-    let revoked = sessions::revoke_all(&mut command.tx, id, "user deleted")
-        .await
-        .map_err(anyhow::Error::from)?;
-    for session_id in revoked {
-        users::execute(
-            &mut command.tx,
-            id,
-            actor.clone(),
-            UserCommand::RevokeSession { session_id },
-        )
-        .await?;
-    }
+    users::end_sessions(&mut command.tx, id, None, "user deleted", actor.clone()).await?;
     let (user, appended) = users::execute(&mut command.tx, id, actor, UserCommand::Delete).await?;
     command
         .commit(Written::no_content().appended(appended.as_ref(), user.version))

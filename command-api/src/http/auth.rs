@@ -6,7 +6,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{ConnectInfo, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::Response,
     routing::post,
 };
@@ -25,7 +25,7 @@ use crate::{
         user::UserCommand,
         values::{DisplayName, Email, Fields, Password, Region, Username},
     },
-    identity::{accounts, password, sessions},
+    identity::{accounts, sessions},
 };
 
 pub fn router() -> Router<AppState> {
@@ -67,7 +67,7 @@ async fn register(
         return Err(anyhow::anyhow!("validated fields missing").into());
     };
     let key = idempotency.scoped("anonymous", &body);
-    let password_hash = password::hash(password.into_inner()).await?;
+    let password_hash = state.hasher.hash(password.into_inner()).await?;
     let mut command = match command::begin(&state.pool, key).await? {
         Begun::Replay(response) => return Ok(response),
         Begun::Fresh(command) => command,
@@ -111,39 +111,57 @@ fn token_pair(
     })))
 }
 
+/// The name a login looks up and is throttled under: the registration's normalisation
+/// (trimmed, ASCII lower case) when the name is one registration would take; anything else
+/// (`\u{212A}ate`, a space) names no account, and is throttled under its Unicode lower case.
+fn login_name(raw: &str) -> (String, bool) {
+    match Username::parse(raw) {
+        Ok(name) => (name.into_inner(), true),
+        Err(_) => (raw.trim().to_lowercase().chars().take(64).collect(), false),
+    }
+}
+
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
     let mut fields = Fields::default();
-    let username = fields.required("username", body.username.as_deref(), |u| {
-        Ok(u.trim().to_ascii_lowercase())
-    });
+    let username = fields.required("username", body.username.as_deref(), |u| Ok(login_name(u)));
     let given = fields.required("password", body.password.as_deref(), |p| Ok(p.to_owned()));
     fields.finish()?;
-    let (Some(username), Some(given)) = (username, given) else {
+    let (Some((username, valid_name)), Some(given)) = (username, given) else {
         return Err(anyhow::anyhow!("validated fields missing").into());
     };
-    let address = peer.ip().to_string();
-    if let Err(retry_after_secs) = state.throttle.check(&username, &address) {
-        return Err(ApiError::RateLimited { retry_after_secs });
-    }
-    let account = accounts::by_username(&state.pool, &username)
-        .await
-        .map_err(anyhow::Error::from)?;
+    let address = shared::http::client_address(&headers, peer.ip(), state.trust_proxy);
+    // Reserved before anything slow: parallel guesses count as they start.
+    let attempt = state
+        .throttle
+        .reserve(&username, &address)
+        .map_err(|retry_after_secs| {
+            metrics::counter!("login_throttled_total").increment(1);
+            ApiError::RateLimited { retry_after_secs }
+        })?;
+    let account = if valid_name {
+        accounts::by_username(&state.pool, &username)
+            .await
+            .map_err(anyhow::Error::from)?
+    } else {
+        None
+    };
     // Unknown and deleted users are checked against the dummy hash: same answer, same time.
     let live = account.filter(|a| !a.deleted);
     let stored = live.as_ref().map_or_else(
         || state.dummy_hash.as_str().to_owned(),
         |a| a.password_hash.clone(),
     );
-    let matches = password::verify(given, stored).await?;
+    let matches = state.hasher.verify(given, stored).await?;
     let Some(account) = live.filter(|_| matches) else {
-        state.throttle.record_failure(&username, &address);
+        attempt.failed();
         return Err(ApiError::InvalidCredentials);
     };
-    state.throttle.record_success(&username);
+    attempt.succeeded();
     // Re-read the account under its lock: a deletion or role change that committed while the
     // password was being verified must not slip past into a fresh session.
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
@@ -153,7 +171,7 @@ async fn login(
     let Some(account) = account.filter(|a| !a.deleted) else {
         return Err(ApiError::InvalidCredentials);
     };
-    let (session_id, refresh) = sessions::start(&mut tx, account.id, state.refresh_ttl_secs)
+    let (session_id, refresh) = sessions::start(&mut tx, account.id, state.lifetimes)
         .await
         .map_err(anyhow::Error::from)?;
     tx.commit().await.map_err(anyhow::Error::from)?;
@@ -187,7 +205,7 @@ async fn refresh(
             .await
             .map_err(anyhow::Error::from)?;
     }
-    match sessions::rotate(&mut tx, &presented, state.refresh_ttl_secs)
+    match sessions::rotate(&mut tx, &presented, state.lifetimes.refresh_secs)
         .await
         .map_err(anyhow::Error::from)?
     {
@@ -218,7 +236,9 @@ async fn refresh(
                     &mut tx,
                     user_id,
                     None,
-                    UserCommand::RevokeSession { session_id },
+                    UserCommand::RevokeSessions {
+                        session_ids: vec![session_id],
+                    },
                 )
                 .await?;
             }
@@ -258,8 +278,8 @@ async fn logout(
         .await
         .map_err(anyhow::Error::from)?
     {
-        let revoke = UserCommand::RevokeSession {
-            session_id: caller.session_id,
+        let revoke = UserCommand::RevokeSessions {
+            session_ids: vec![caller.session_id],
         };
         appended = users::execute(
             &mut command.tx,

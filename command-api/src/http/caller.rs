@@ -18,7 +18,8 @@ pub struct Caller {
 }
 
 const CURRENT_ROLE: &str = "SELECT u.role FROM sessions s JOIN users u ON u.id = s.user_id
-     WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND u.deleted_at IS NULL";
+     WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > now()
+       AND u.deleted_at IS NULL";
 
 impl Caller {
     /// The caller, if they hold one of `roles`; 403 with `refusal` otherwise.

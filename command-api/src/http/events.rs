@@ -332,10 +332,15 @@ async fn tail(
         Some(after) => after,
         None => state.horizon.now().await?,
     };
+    // Held by the tail's stream: the slot is free again when the client leaves.
+    let slot = state.live_streams.take(caller.user_id)?;
     let (sender, receiver) = mpsc::channel(256);
     tokio::spawn(follow(state, caller, after, filter, sender));
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|event| (Ok(event), receiver))
+    let stream = futures::stream::unfold((receiver, slot), |(mut receiver, slot)| async move {
+        receiver
+            .recv()
+            .await
+            .map(|event| (Ok(event), (receiver, slot)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

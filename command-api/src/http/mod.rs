@@ -21,7 +21,12 @@ use shared::{
 use sqlx::PgPool;
 use tower_http::trace::TraceLayer;
 
-use crate::identity::{throttle::LoginThrottle, tokens::TokenIssuer};
+use crate::{
+    blob_gc::UploadQuota,
+    identity::{
+        password::Hasher, sessions::Lifetimes, throttle::LoginThrottle, tokens::TokenIssuer,
+    },
+};
 
 pub use caller::{Admin, Caller};
 
@@ -31,10 +36,16 @@ pub struct AppState {
     pub issuer: Arc<TokenIssuer>,
     pub verifier: TokenVerifier,
     pub public_key: PublicKey,
-    pub throttle: Arc<LoginThrottle>,
+    pub throttle: LoginThrottle,
+    /// Every password hash and check goes through it (bounded concurrency).
+    pub hasher: Hasher,
     /// Verified against when a login names no user, so both failures take as long.
     pub dummy_hash: Arc<String>,
-    pub refresh_ttl_secs: i64,
+    /// Read the client address from `X-Real-IP` behind the gateway (`TRUST_PROXY_HEADERS`).
+    pub trust_proxy: bool,
+    pub lifetimes: Lifetimes,
+    /// `UPLOAD_QUOTA_COUNT`, `UPLOAD_QUOTA_BYTES`.
+    pub upload_quota: UploadQuota,
     /// Regions whose publishers may write reviews (`PUBLISH_REGIONS`).
     pub publish_regions: Arc<Vec<String>>,
     /// Upload limit for one image (`MAX_IMAGE_BYTES`).
@@ -42,6 +53,8 @@ pub struct AppState {
     pub blobs: shared::blobs::Blobs,
     /// The event log's settled horizon, for live tails.
     pub horizon: events::Horizon,
+    /// At most a few live tails per user.
+    pub live_streams: shared::http::StreamSlots,
     /// Cancelled when the service stops: ends live tails.
     pub shutdown: tokio_util::sync::CancellationToken,
 }

@@ -18,6 +18,7 @@ use super::{
     command::{self, Begun, IdempotencyHeader, Written, if_match},
 };
 use crate::{
+    blob_gc,
     commands::{products, reviews, users},
     domain::{
         review::{Draft, Edit, MAX_IMAGES, ReviewCommand, ReviewRejection},
@@ -232,20 +233,32 @@ async fn attach_image(
         if review.images.len() >= MAX_IMAGES {
             return Err(ReviewRejection::TooManyImages.into());
         }
+        blob_gc::check_quota(&mut tx, state.upload_quota, caller.user_id, 0).await?;
     }
     let mut multipart = multipart.map_err(|e| {
         ApiError::UnsupportedMediaType(format!("expected multipart/form-data: {e}"))
     })?;
     let bytes = read_file_field(&mut multipart, state.max_image_bytes).await?;
-    let info = images::inspect(&bytes).ok_or_else(|| {
-        ApiError::UnsupportedMediaType("the file is not a JPEG, PNG or WebP image".into())
-    })?;
+    let not_an_image =
+        || ApiError::UnsupportedMediaType("the file is not a JPEG, PNG or WebP image".into());
+    let kind = images::inspect(&bytes).ok_or_else(not_an_image)?.kind;
+    // What is stored and served is the image without its EXIF/GPS and other metadata.
+    let bytes = images::strip_metadata(bytes, kind).ok_or_else(not_an_image)?;
+    let info = images::inspect(&bytes).ok_or_else(not_an_image)?;
     let sha256: String = Sha256::digest(&bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     let size = bytes.len() as u64;
-    state.blobs.put(&sha256, bytes).await?;
+    blob_gc::store_upload(
+        &state.pool,
+        &state.blobs,
+        state.upload_quota,
+        caller.user_id,
+        &sha256,
+        bytes,
+    )
+    .await?;
     let image = ImageMeta {
         image_id: Uuid::now_v7(),
         sha256,

@@ -4,12 +4,15 @@
 //! SHA-256. Every use rotates it: the old one is marked used and a new one issued. A used
 //! token presented again means it leaked (or the client is confused): the whole session is
 //! revoked, so the newest token stops working too.
+//!
+//! A session also has an absolute end (`SESSION_MAX_AGE` after its login): no refresh token
+//! outlives it, and command-api refuses its access tokens from then on.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{Duration, Utc};
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 fn digest(token: &str) -> Vec<u8> {
@@ -22,6 +25,7 @@ fn new_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A refresh token of the session, expiring after `ttl_secs` or with the session.
 async fn issue_token(
     conn: &mut PgConnection,
     session_id: Uuid,
@@ -29,7 +33,8 @@ async fn issue_token(
 ) -> Result<String, sqlx::Error> {
     let token = new_token();
     sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)",
+        "INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
+         SELECT $1, id, least($3, expires_at) FROM sessions WHERE id = $2",
     )
     .bind(digest(&token))
     .bind(session_id)
@@ -39,18 +44,29 @@ async fn issue_token(
     Ok(token)
 }
 
+/// How long sessions and their refresh tokens live.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    /// One refresh token (`REFRESH_TOKEN_TTL`).
+    pub refresh_secs: i64,
+    /// The session, from its login (`SESSION_MAX_AGE`).
+    pub session_secs: i64,
+}
+
 /// Starts a session for `user_id`; returns its id and first refresh token.
 pub async fn start(
     conn: &mut PgConnection,
     user_id: Uuid,
-    ttl_secs: i64,
+    lifetimes: Lifetimes,
 ) -> Result<(Uuid, String), sqlx::Error> {
     let session_id = Uuid::now_v7();
-    sqlx::query("INSERT INTO sessions (id, user_id) VALUES ($1, $2)")
+    sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)")
         .bind(session_id)
         .bind(user_id)
+        .bind(Utc::now() + Duration::seconds(lifetimes.session_secs))
         .execute(&mut *conn)
         .await?;
+    let ttl_secs = lifetimes.refresh_secs;
     let token = issue_token(conn, session_id, ttl_secs).await?;
     Ok((session_id, token))
 }
@@ -94,7 +110,7 @@ pub async fn rotate(
 ) -> Result<Rotation, sqlx::Error> {
     let row: Option<Presented> = sqlx::query_as(
         "SELECT t.session_id, s.user_id, t.expires_at <= now() AS expired, t.used_at IS NOT NULL AS used,
-                s.revoked_at IS NOT NULL AS session_revoked
+                (s.revoked_at IS NOT NULL OR s.expires_at <= now()) AS session_revoked
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
          WHERE t.token_hash = $1
          FOR UPDATE OF t, s",
@@ -142,29 +158,23 @@ pub async fn revoke(
     Ok(done.rows_affected() == 1)
 }
 
-/// Ends every open session of a user; returns their ids.
+/// Ends every open session of a user but `except`; returns their ids. Sessions past their
+/// absolute end are left alone: every service refuses their tokens already.
 pub async fn revoke_all(
     conn: &mut PgConnection,
     user_id: Uuid,
+    except: Option<Uuid>,
     reason: &str,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = $2
-         WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+         WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $3
+           AND expires_at > now() - interval '1 day'
+         RETURNING id",
     )
     .bind(user_id)
     .bind(reason)
+    .bind(except)
     .fetch_all(conn)
-    .await
-}
-
-/// True while the session is open (command-api checks this on every authenticated request,
-/// so a logout takes effect here at once).
-pub async fn is_active(db: impl PgExecutor<'_>, session_id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL)",
-    )
-    .bind(session_id)
-    .fetch_one(db)
     .await
 }

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use crate::{
     commands::users::{self, Registration},
     domain::values::{Email, Password, Username},
-    identity::{accounts, password},
+    identity::{accounts, password::Hasher},
 };
 
 #[derive(Clone)]
@@ -66,11 +66,14 @@ impl SuperuserSeed {
 }
 
 /// Creates the superuser unless one exists. Returns true if it created one.
-pub async fn ensure(pool: &PgPool, seed: &SuperuserSeed) -> anyhow::Result<bool> {
+pub async fn ensure(pool: &PgPool, hasher: &Hasher, seed: &SuperuserSeed) -> anyhow::Result<bool> {
     if accounts::superuser_exists(pool).await? {
         return Ok(false);
     }
-    let password_hash = password::hash(seed.password.as_str().to_owned()).await?;
+    let password_hash = hasher
+        .hash(seed.password.as_str().to_owned())
+        .await
+        .map_err(anyhow::Error::from)?;
     let mut tx = pool.begin().await?;
     let registration = Registration {
         username: seed.username.as_str().to_owned(),

@@ -170,7 +170,8 @@ fn pem_or_path(name: &'static str, value: &str) -> Result<String, ConfigError> {
     std::fs::read_to_string(value).map_err(|e| {
         ConfigError::new(
             name,
-            format!("{value:?} is neither a PEM nor a readable file ({e})"),
+            // The value is never shown: it may be a key in a form we do not read.
+            format!("is neither a PEM (-----BEGIN …) nor the path of a readable file ({e})"),
         )
     })
 }

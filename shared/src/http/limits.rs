@@ -137,20 +137,27 @@ impl RateLimiter {
                 Some((format!("user:{}", claims.sub), self.config.user_per_minute))
             }
             Some(_) => None,
-            None if self.config.anonymous_per_minute > 0 => {
-                let behind_proxy = self.config.trust_proxy && peer.is_some_and(internal);
-                let forwarded = behind_proxy
-                    .then(|| headers.get("x-real-ip")?.to_str().ok()?.trim().parse().ok())
-                    .flatten();
-                let address = forwarded.or(peer)?;
-                Some((
-                    format!("addr:{}", client_key(address)),
-                    self.config.anonymous_per_minute,
-                ))
-            }
+            None if self.config.anonymous_per_minute > 0 => Some((
+                format!(
+                    "addr:{}",
+                    client_address(headers, peer?, self.config.trust_proxy)
+                ),
+                self.config.anonymous_per_minute,
+            )),
             None => None,
         }
     }
+}
+
+/// The client a request comes from, as the rate limiter and the login throttle count it: the
+/// `X-Real-IP` the gateway set when `trust_proxy` is on and the connection comes from an
+/// internal address (the gateway's), else the peer; an IPv6 address counts by its /64.
+pub fn client_address(headers: &HeaderMap, peer: IpAddr, trust_proxy: bool) -> String {
+    let behind_proxy = trust_proxy && internal(peer);
+    let forwarded = behind_proxy
+        .then(|| headers.get("x-real-ip")?.to_str().ok()?.trim().parse().ok())
+        .flatten();
+    client_key(forwarded.unwrap_or(peer))
 }
 
 /// Loopback or private: where a gateway in front of the service connects from.

@@ -357,3 +357,532 @@ fn the_gateway_and_prometheus_point_at_the_services() {
         );
     }
 }
+
+/// Every object of the Kubernetes manifests, from each file the kustomization lists.
+fn kustomized_objects() -> Vec<Value> {
+    let kustomization = &yaml_documents("deploy/k8s/kustomization.yaml")[0];
+    kustomization["resources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|resource| yaml_documents(&format!("deploy/k8s/{}", resource.as_str().unwrap())))
+        .collect()
+}
+
+/// The strings of a YAML sequence of strings (none when `value` is not a sequence).
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// The uid and gid the image runs as (`Dockerfile`), which compose and Kubernetes repeat.
+const IMAGE_USER: u64 = 10001;
+
+#[test]
+fn kubernetes_pods_run_unprivileged_on_a_read_only_root() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l.trim() == format!("USER {IMAGE_USER}:{IMAGE_USER}")),
+        "the image runs as {IMAGE_USER}:{IMAGE_USER}, numerically (runAsNonRoot can check it)"
+    );
+    let objects = kustomized_objects();
+    let blob_dir = objects
+        .iter()
+        .find(|o| o["kind"].as_str() == Some("ConfigMap") && !o["data"]["BLOB_DIR"].is_null())
+        .and_then(|c| c["data"]["BLOB_DIR"].as_str())
+        .expect("the ConfigMap sets BLOB_DIR")
+        .to_owned();
+    let workloads: Vec<&Value> = objects
+        .iter()
+        .filter(|o| {
+            matches!(
+                o["kind"].as_str(),
+                Some("Deployment" | "StatefulSet" | "DaemonSet")
+            )
+        })
+        .collect();
+    for (name, ..) in SERVICES {
+        assert!(
+            workloads
+                .iter()
+                .any(|w| w["metadata"]["name"].as_str() == Some(name)),
+            "no workload {name}"
+        );
+    }
+    for workload in workloads {
+        let name = workload["metadata"]["name"].as_str().unwrap();
+        let pod = &workload["spec"]["template"]["spec"];
+        let security = &pod["securityContext"];
+        assert_eq!(
+            security["runAsNonRoot"].as_bool(),
+            Some(true),
+            "{name}: runAsNonRoot"
+        );
+        for id in ["runAsUser", "runAsGroup", "fsGroup"] {
+            assert_eq!(
+                security[id].as_u64(),
+                Some(IMAGE_USER),
+                "{name}: {id} is the image's user"
+            );
+        }
+        assert_eq!(
+            security["seccompProfile"]["type"].as_str(),
+            Some("RuntimeDefault"),
+            "{name}: the runtime's default seccomp profile"
+        );
+        assert_eq!(
+            pod["automountServiceAccountToken"].as_bool(),
+            Some(false),
+            "{name} mounts no Kubernetes API token"
+        );
+        let containers = pod["containers"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .chain(pod["initContainers"].as_sequence().into_iter().flatten());
+        for container in containers {
+            let container_name = container["name"].as_str().unwrap();
+            let security = &container["securityContext"];
+            assert_eq!(
+                security["allowPrivilegeEscalation"].as_bool(),
+                Some(false),
+                "{name}/{container_name}: allowPrivilegeEscalation"
+            );
+            assert_eq!(
+                security["readOnlyRootFilesystem"].as_bool(),
+                Some(true),
+                "{name}/{container_name}: readOnlyRootFilesystem"
+            );
+            assert_ne!(
+                security["privileged"].as_bool(),
+                Some(true),
+                "{name}/{container_name}: privileged"
+            );
+            assert!(
+                strings(&security["capabilities"]["drop"]).contains(&"ALL"),
+                "{name}/{container_name} drops every capability"
+            );
+            assert!(
+                strings(&security["capabilities"]["add"]).is_empty(),
+                "{name}/{container_name} adds no capability"
+            );
+            // With a read-only root, what the service writes must be a volume.
+            let mounts = container["volumeMounts"].as_sequence();
+            let mount = |path: &str| {
+                mounts
+                    .into_iter()
+                    .flatten()
+                    .find(|m| m["mountPath"].as_str() == Some(path))
+            };
+            assert!(
+                mount("/tmp").is_some(),
+                "{name}/{container_name} has a writable /tmp"
+            );
+            if name == "command-api" {
+                let blobs = mount(blob_dir.as_str()).expect("command-api mounts BLOB_DIR");
+                assert_ne!(
+                    blobs["readOnly"].as_bool(),
+                    Some(true),
+                    "command-api writes the blobs"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn compose_runs_the_services_unprivileged_on_a_read_only_root() {
+    let compose = &yaml_documents("docker-compose.yml")[0];
+    for (name, ..) in SERVICES {
+        let service = &compose["services"][name];
+        assert_eq!(
+            service["user"].as_str(),
+            Some(format!("{IMAGE_USER}:{IMAGE_USER}").as_str()),
+            "{name} runs as the image's user"
+        );
+        assert_eq!(
+            service["read_only"].as_bool(),
+            Some(true),
+            "{name}: read_only"
+        );
+        assert!(
+            strings(&service["cap_drop"]).contains(&"ALL"),
+            "{name} drops every capability"
+        );
+        assert!(
+            strings(&service["security_opt"]).contains(&"no-new-privileges:true"),
+            "{name}: no-new-privileges"
+        );
+        assert!(
+            strings(&service["tmpfs"])
+                .iter()
+                .any(|t| t.split(':').next() == Some("/tmp")),
+            "{name} has a writable /tmp"
+        );
+    }
+}
+
+/// The port numbers of every rule in `rules` (a policy's `ingress` or `egress`).
+fn policy_ports(rules: &Value) -> Vec<u64> {
+    rules
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|rule| rule["ports"].as_sequence().into_iter().flatten())
+        .filter_map(|port| port["port"].as_u64())
+        .collect()
+}
+
+/// The policies whose pod selector names the app `app`.
+fn policies_selecting<'a>(policies: &'a [Value], app: &str) -> Vec<&'a Value> {
+    policies
+        .iter()
+        .filter(|p| {
+            p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str() == Some(app)
+        })
+        .collect()
+}
+
+#[test]
+fn kubernetes_network_policies_deny_by_default_and_open_only_what_each_service_needs() {
+    let kustomization = &yaml_documents("deploy/k8s/kustomization.yaml")[0];
+    assert!(
+        strings(&kustomization["resources"]).contains(&"network-policies.yaml"),
+        "the kustomization applies network-policies.yaml"
+    );
+    let policies: Vec<Value> = kustomized_objects()
+        .into_iter()
+        .filter(|o| o["kind"].as_str() == Some("NetworkPolicy"))
+        .collect();
+    // Default deny: every pod, ingress (and egress), no rule letting anything through.
+    let default_deny = policies.iter().find(|p| {
+        let spec = &p["spec"];
+        spec["podSelector"]
+            .as_mapping()
+            .is_some_and(|selector| selector.is_empty())
+            && strings(&spec["policyTypes"]).contains(&"Ingress")
+            && spec["ingress"]
+                .as_sequence()
+                .is_none_or(|rules| rules.is_empty())
+    });
+    let default_deny = default_deny.expect("no default-deny ingress NetworkPolicy");
+    assert!(
+        strings(&default_deny["spec"]["policyTypes"]).contains(&"Egress")
+            && default_deny["spec"]["egress"]
+                .as_sequence()
+                .is_none_or(|rules| rules.is_empty()),
+        "egress is denied by default too"
+    );
+    for (name, port, _) in SERVICES {
+        let own = policies_selecting(&policies, name);
+        assert!(!own.is_empty(), "no NetworkPolicy selects {name}");
+        let ingress: Vec<u64> = own
+            .iter()
+            .flat_map(|p| policy_ports(&p["spec"]["ingress"]))
+            .collect();
+        assert!(
+            !ingress.is_empty() && ingress.iter().all(|p| *p == u64::from(port)),
+            "{name} is reachable on {port} only: {ingress:?}"
+        );
+        let egress: Vec<u64> = own
+            .iter()
+            .flat_map(|p| policy_ports(&p["spec"]["egress"]))
+            .collect();
+        for needed in [53, 4222] {
+            assert!(egress.contains(&needed), "{name} reaches port {needed}");
+        }
+        let mongo = ["query-api", "projector", "notifier"].contains(&name);
+        assert_eq!(egress.contains(&27017), mongo, "{name} and MongoDB");
+        assert_eq!(
+            egress.contains(&5432),
+            name == "command-api",
+            "{name} and PostgreSQL"
+        );
+        let smtp = egress.iter().any(|p| [25, 465, 587].contains(p));
+        assert_eq!(smtp, name == "notifier", "{name} and SMTP");
+    }
+    // Nothing but command-api (and an operator's camctl pod) talks to the event store.
+    for policy in &policies {
+        if policy_ports(&policy["spec"]["egress"]).contains(&5432) {
+            let app = policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                .as_str()
+                .unwrap_or("(every pod)");
+            assert!(
+                ["command-api", "camctl"].contains(&app),
+                "{app} may reach PostgreSQL"
+            );
+        }
+    }
+}
+
+/// One user of a nats-server configuration and its permissions.
+#[derive(Debug)]
+struct NatsUser {
+    name: String,
+    password: String,
+    publish_allow: Vec<String>,
+    publish_deny: Vec<String>,
+    subscribe_allow: Vec<String>,
+}
+
+impl NatsUser {
+    /// As nats-server decides: some allow pattern covers `subject` and no deny pattern does.
+    fn may_publish(&self, subject: &str) -> bool {
+        self.publish_allow.iter().any(|p| nats_covers(p, subject))
+            && !self.publish_deny.iter().any(|p| nats_covers(p, subject))
+    }
+}
+
+/// Whether the subject pattern `pattern` (`*` one token, `>` the rest) covers `subject`.
+fn nats_covers(pattern: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for wanted in pattern.split('.') {
+        match (wanted, tokens.next()) {
+            (">", Some(_)) => return true,
+            ("*", Some(_)) => {}
+            (wanted, Some(token)) if wanted == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
+}
+
+/// The quoted strings of the `[ … ]` list right after `key` in `text`; none without `key`.
+fn nats_list(text: &str, key: &str) -> Vec<String> {
+    let Some(at) = text.find(key) else {
+        return Vec::new();
+    };
+    let rest = &text[at + key.len()..];
+    let (Some(open), Some(close)) = (rest.find('['), rest.find(']')) else {
+        panic!("{key} has no [list]");
+    };
+    assert!(
+        rest[..open].trim().is_empty() && open < close,
+        "{key} is followed by a [list]"
+    );
+    rest[open + 1..close]
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .map(|s| s.trim_matches('"'))
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The users of the `authorization` block of a nats-server configuration, read the simple
+/// way its layout allows: one `user: "name"` per user, then `password:`, then `publish`
+/// (`allow: [...]`, `deny: [...]`) before `subscribe` (`allow: [...]`).
+fn nats_users(path: &str) -> Vec<NatsUser> {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    // Comments out (no value in the file holds a '#').
+    let text = text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !text.contains("no_auth_user"),
+        "clients without credentials get no user"
+    );
+    let at = text.find("authorization").expect("the server has users");
+    text[at..]
+        .split("user:")
+        .skip(1)
+        .map(|block| {
+            assert!(block.trim_start().starts_with('"'), "user names are quoted");
+            let name = block.split('"').nth(1).unwrap().to_owned();
+            let password = block
+                .split("password:")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or("")
+                .to_owned();
+            let publish = block.find("publish").map_or("", |at| &block[at..]);
+            let publish = &publish[..publish.find("subscribe").unwrap_or(publish.len())];
+            let subscribe = block.find("subscribe").map_or("", |at| &block[at..]);
+            NatsUser {
+                name,
+                password,
+                publish_allow: nats_list(publish, "allow:"),
+                publish_deny: nats_list(publish, "deny:"),
+                subscribe_allow: nats_list(subscribe, "allow:"),
+            }
+        })
+        .collect()
+}
+
+/// The users that may publish to `subject`, in the file's order.
+fn nats_publishers<'a>(users: &'a [NatsUser], subject: &str) -> Vec<&'a str> {
+    users
+        .iter()
+        .filter(|u| u.may_publish(subject))
+        .map(|u| u.name.as_str())
+        .collect()
+}
+
+/// `NATS_<NAME>_PASSWORD`: the variable holding a NATS user's password.
+fn nats_password_variable(user: &str) -> String {
+    format!("NATS_{}_PASSWORD", user.to_uppercase().replace('-', "_"))
+}
+
+#[test]
+fn nats_gives_each_service_its_own_user_and_only_the_relay_and_operators_publish_events() {
+    let users = nats_users("nats/nats-container.conf");
+    let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["command-api", "query-api", "projector", "notifier", "ops"]
+    );
+    let user = |name: &str| users.iter().find(|u| u.name == name).unwrap();
+    let may_publish = |subject: &str| nats_publishers(&users, subject);
+    for u in &users {
+        let name = &u.name;
+        assert_eq!(
+            u.password,
+            format!("${}", nats_password_variable(name)),
+            "{name}'s password comes from the server's environment"
+        );
+        // Without a list, nats-server allows everything.
+        assert!(
+            !u.publish_allow.is_empty() && !u.subscribe_allow.is_empty(),
+            "{name} has allow lists for publish and subscribe"
+        );
+        assert!(
+            u.subscribe_allow.iter().any(|s| s == "_INBOX.>"),
+            "{name} receives replies"
+        );
+        assert!(
+            !u.may_publish("_INBOX.a1b2.1"),
+            "{name} may not answer others' requests"
+        );
+    }
+
+    // Events: the outbox relay, and operators (`camctl dlq requeue` republishes a letter).
+    assert_eq!(
+        may_publish("events.product.0190b7a4.ProductCreated"),
+        ["command-api", "ops"]
+    );
+    assert_eq!(
+        may_publish("events.user.0190b7a4.SessionRevoked"),
+        ["command-api", "ops"]
+    );
+    assert_eq!(may_publish("views.product.CAM-1"), ["query-api", "ops"]);
+    assert_eq!(
+        may_publish("dlq.projector.events.product.0190b7a4.ProductCreated"),
+        ["projector", "notifier"]
+    );
+    for name in ["query-api", "projector", "notifier"] {
+        let u = user(name);
+        assert!(
+            u.publish_deny.iter().any(|d| d == "events.>"),
+            "{name} is denied events.> in so many words"
+        );
+        // ensure_streams runs in every service: it may create the three streams.
+        for subject in [
+            "$JS.API.STREAM.INFO.EVENTS",
+            "$JS.API.STREAM.CREATE.EVENTS",
+            "$JS.API.STREAM.CREATE.VIEWS",
+            "$JS.API.STREAM.CREATE.DLQ",
+            "$JS.API.STREAM.MSG.GET.EVENTS",
+            "$JS.API.CONSUMER.CREATE.EVENTS",
+            "$JS.API.CONSUMER.INFO.EVENTS.projector",
+            "$JS.API.CONSUMER.MSG.NEXT.EVENTS.projector",
+            "$JS.API.CONSUMER.DELETE.EVENTS.a1b2",
+        ] {
+            assert!(u.may_publish(subject), "{name} needs {subject}");
+        }
+        // An update could add subjects, sources or a republish to EVENTS: events by the back
+        // door. So could a new stream of one's own.
+        for subject in [
+            "$JS.API.STREAM.UPDATE.EVENTS",
+            "$JS.API.STREAM.DELETE.EVENTS",
+            "$JS.API.STREAM.PURGE.EVENTS",
+            "$JS.API.STREAM.MSG.DELETE.EVENTS",
+            "$JS.API.STREAM.CREATE.ANOTHER",
+        ] {
+            assert!(!u.may_publish(subject), "{name} may publish {subject}");
+        }
+    }
+    for name in ["projector", "notifier"] {
+        assert!(
+            user(name).may_publish("$JS.ACK.EVENTS.projector.1.2.3.1700000000000000000.0"),
+            "{name} acknowledges"
+        );
+        // A push consumer on DLQ could deliver its own dead letters into events.>.
+        assert!(!user(name).may_publish("$JS.API.CONSUMER.CREATE.DLQ"));
+    }
+    assert!(!user("query-api").may_publish("$JS.API.CONSUMER.CREATE.VIEWS"));
+    assert!(
+        user("notifier")
+            .subscribe_allow
+            .iter()
+            .any(|s| s == "events.product.>"),
+        "the notifier follows product events live"
+    );
+    let relay = user("command-api");
+    for subject in [
+        "$JS.API.STREAM.CREATE.EVENTS",
+        "$JS.API.STREAM.UPDATE.EVENTS",
+    ] {
+        assert!(relay.may_publish(subject), "command-api needs {subject}");
+    }
+    assert!(!relay.may_publish("$JS.API.STREAM.DELETE.EVENTS"));
+
+    // Each service connects as its own user, the password from .env or the Secret.
+    let compose = &yaml_documents("docker-compose.yml")[0];
+    let example = std::fs::read_to_string(root().join(".env.example")).unwrap();
+    for u in &users {
+        let variable = nats_password_variable(&u.name);
+        assert_eq!(
+            compose["services"]["nats"]["environment"][variable.as_str()].as_str(),
+            Some(format!("${{{variable}:?set it in .env}}").as_str()),
+            "compose hands {variable} to nats-server"
+        );
+        assert!(
+            example.contains(&format!("{variable}=")),
+            ".env.example lacks {variable}"
+        );
+    }
+    let objects = kustomized_objects();
+    for (name, ..) in SERVICES {
+        let variable = nats_password_variable(name);
+        assert_eq!(
+            compose["services"][name]["environment"]["NATS_URL"].as_str(),
+            Some(format!("nats://{name}:${{{variable}:?set it in .env}}@nats:4222").as_str()),
+            "{name} connects as its own NATS user"
+        );
+        let deployment = objects
+            .iter()
+            .find(|o| {
+                o["kind"].as_str() == Some("Deployment")
+                    && o["metadata"]["name"].as_str() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no Deployment {name}"));
+        let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_sequence()
+            .unwrap();
+        let nats_url = env
+            .iter()
+            .find(|e| e["name"].as_str() == Some("NATS_URL"))
+            .unwrap_or_else(|| panic!("{name} sets no NATS_URL"));
+        assert_eq!(
+            nats_url["valueFrom"]["secretKeyRef"]["key"].as_str(),
+            Some(format!("nats-url-{name}").as_str()),
+            "{name}'s NATS_URL (with its password) comes from the Secret"
+        );
+    }
+    for config in objects
+        .iter()
+        .filter(|o| o["kind"].as_str() == Some("ConfigMap"))
+    {
+        assert!(
+            config["data"]["NATS_URL"].is_null(),
+            "a shared NATS_URL in the ConfigMap would be one user for all"
+        );
+    }
+}

@@ -83,3 +83,37 @@ async fn no_secret_appears_in_any_event_in_the_store_or_on_nats() {
         assert!(!text.contains("argon2"), "an event carries a hash: {text}");
     }
 }
+
+/// No signing key (or any other PEM private key) is committed: a key in the repository signs
+/// tokens for anyone who can read it.
+#[test]
+fn no_private_key_is_tracked_in_the_repository() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let listed = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "git ls-files failed");
+    let marker = ["PRIVATE", "KEY-----"].join(" ");
+    let tracked: Vec<String> = listed
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    assert!(tracked.len() > 50, "the listing looks wrong: {tracked:?}");
+    let with_keys: Vec<&String> = tracked
+        .iter()
+        .filter(|path| {
+            std::fs::read(root.join(path.as_str()))
+                .is_ok_and(|bytes| bytes.windows(marker.len()).any(|w| w == marker.as_bytes()))
+        })
+        .collect();
+    assert!(
+        with_keys.is_empty(),
+        "private keys committed: {with_keys:?}"
+    );
+}
