@@ -1,9 +1,11 @@
 //! The benchmark harness. Every figure is printed next to the raw limit of the store it
 //! depends on, measured in the same run on the same machine, and written as JSON.
 //!
-//! `cargo run --release -p camreviews-bench -- store|catalog|rebuild` (see docs/performance.md).
+//! `cargo run --release -p camreviews-bench -- store|catalog|reads|logins|rebuild` (see
+//! docs/performance.md).
 
 mod catalog;
+mod logins;
 mod reads;
 mod rebuild;
 mod stats;
@@ -65,6 +67,10 @@ enum Scenario {
     Reads,
     /// `camctl projections rebuild all` over a filled event store, in events/s, next to raw
     /// MongoDB bulk inserts (build camctl first: `cargo build --release -p camctl`).
+    /// Logins through command-api run as its own process (build it first: `cargo build
+    /// --release -p camreviews-command-api`), next to a raw argon2 verify loop, and its
+    /// resident memory before and after bursts of logins 30 at a time.
+    Logins,
     Rebuild {
         /// Events in the store (half product creations, half updates).
         #[arg(long, default_value_t = 20_000)]
@@ -89,6 +95,9 @@ async fn main() -> anyhow::Result<()> {
             catalog::run(&servers(&cli), &cli.concurrency, duration, rate).await?
         }
         Scenario::Reads => reads::run(&servers(&cli), &cli.concurrency, duration).await?,
+        Scenario::Logins => {
+            logins::run(&cli.admin_url, &cli.nats_url, &cli.concurrency, duration).await?
+        }
         Scenario::Rebuild { events } => {
             rebuild::run(&cli.admin_url, &cli.mongodb_url, events).await?
         }

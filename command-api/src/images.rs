@@ -223,6 +223,81 @@ mod tests {
         );
     }
 
+    const FIXTURES: [(&[u8], ImageType); 3] = [
+        (
+            include_bytes!("../../tests/fixtures/camera.jpg"),
+            ImageType::Jpeg,
+        ),
+        (
+            include_bytes!("../../tests/fixtures/camera.png"),
+            ImageType::Png,
+        ),
+        (
+            include_bytes!("../../tests/fixtures/camera.webp"),
+            ImageType::Webp,
+        ),
+    ];
+
+    #[test]
+    fn an_image_without_metadata_comes_back_byte_identical() {
+        for (bytes, kind) in FIXTURES {
+            let stripped = strip_metadata(bytes.to_vec(), kind).unwrap();
+            assert_eq!(stripped, bytes, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn exif_and_text_metadata_are_removed_and_the_image_still_reads() {
+        use img_parts::{ImageEXIF as _, jpeg, png, webp};
+        let gps = img_parts::Bytes::from_static(b"MM\0*GPSLatitude 48.8584 N");
+        for (bytes, kind) in FIXTURES {
+            let tagged: Vec<u8> = match kind {
+                ImageType::Jpeg => {
+                    let mut image = jpeg::Jpeg::from_bytes(bytes.to_vec().into()).unwrap();
+                    image.set_exif(Some(gps.clone()));
+                    image.segments_mut().insert(
+                        1,
+                        jpeg::JpegSegment::new_with_contents(
+                            jpeg::markers::COM,
+                            img_parts::Bytes::from_static(b"GPSLatitude in a comment"),
+                        ),
+                    );
+                    image.encoder().bytes().to_vec()
+                }
+                ImageType::Png => {
+                    let mut image = png::Png::from_bytes(bytes.to_vec().into()).unwrap();
+                    image.set_exif(Some(gps.clone()));
+                    let text = png::PngChunk::new(
+                        *b"tEXt",
+                        img_parts::Bytes::from_static(b"Comment\0GPSLatitude"),
+                    );
+                    image.chunks_mut().insert(1, text);
+                    image.encoder().bytes().to_vec()
+                }
+                ImageType::Webp => {
+                    let mut image = webp::WebP::from_bytes(bytes.to_vec().into()).unwrap();
+                    image.set_exif(Some(gps.clone()));
+                    image.encoder().bytes().to_vec()
+                }
+            };
+            let needle = b"GPSLatitude";
+            assert!(tagged.windows(needle.len()).any(|w| w == needle));
+            let stripped = strip_metadata(tagged, kind).unwrap();
+            assert!(
+                !stripped.windows(needle.len()).any(|w| w == needle),
+                "{kind:?} still carries its metadata"
+            );
+            assert_eq!(inspect(&stripped), inspect(bytes), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn bytes_after_the_end_of_a_png_do_not_make_it_unreadable() {
+        let mut padded = FIXTURES[1].0.to_vec();
+        padded.resize(padded.len() + 1000, 0);
+        assert!(strip_metadata(padded, ImageType::Png).is_some());
+    }
+
     #[test]
     fn text_or_a_truncated_header_is_not_an_image() {
         assert_eq!(inspect(b"hello, this is text named x.png"), None);

@@ -150,9 +150,8 @@ impl TestEnv {
 
     pub const SUPERUSER: (&'static str, &'static str) = ("root", "root-password-1");
 
-    /// command-api with the superuser `SUPERUSER` seeded at start-up.
-    pub async fn spawn_command_api_with_superuser(&self) -> Running {
-        let mut config = self.command_api_config();
+    /// The seed of the superuser `SUPERUSER`, for a `command_api::Config`.
+    pub fn superuser_seed() -> Option<command_api::identity::superuser::SuperuserSeed> {
         let (username, password) = Self::SUPERUSER;
         let src: std::collections::HashMap<String, String> = [
             ("SUPERUSER_USERNAME".to_owned(), username.to_owned()),
@@ -160,7 +159,15 @@ impl TestEnv {
             ("SUPERUSER_PASSWORD".to_owned(), password.to_owned()),
         ]
         .into();
-        config.superuser = command_api::identity::superuser::SuperuserSeed::from_env(&src).unwrap();
+        command_api::identity::superuser::SuperuserSeed::from_env(&src).unwrap()
+    }
+
+    /// command-api with the superuser `SUPERUSER` seeded at start-up.
+    pub async fn spawn_command_api_with_superuser(&self) -> Running {
+        let config = command_api::Config {
+            superuser: Self::superuser_seed(),
+            ..self.command_api_config()
+        };
         self.spawn_command_api_with(config).await
     }
 

@@ -11,6 +11,7 @@ mod directory;
 mod docs_page;
 mod event_log;
 mod gateway;
+mod hardening;
 mod identity;
 mod live;
 mod mail;

@@ -34,7 +34,21 @@ impl Catalog {
 
     /// In `env`, with or without an in-process projector.
     pub async fn start_in(env: TestEnv, with_projector: bool) -> Self {
-        let command_api = env.spawn_command_api_with_superuser().await;
+        let config = env.command_api_config();
+        Self::start_with(env, config, with_projector).await
+    }
+
+    /// In `env`, command-api configured by `config` (the superuser is seeded either way).
+    pub async fn start_with(
+        env: TestEnv,
+        config: command_api::Config,
+        with_projector: bool,
+    ) -> Self {
+        let config = command_api::Config {
+            superuser: TestEnv::superuser_seed(),
+            ..config
+        };
+        let command_api = env.spawn_command_api_with(config).await;
         let command = Api::new(&command_api);
         let projector = if with_projector {
             Some(env.spawn_projector().await)

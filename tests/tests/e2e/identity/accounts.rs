@@ -214,7 +214,7 @@ async fn a_user_changes_their_profile_and_password_with_the_current_one() {
     let renamed = api
         .put(
             "/api/v1/users/me",
-            json!({ "display_name": "Gil S.", "email": "gil@new.example.com" }),
+            json!({ "display_name": "Gil S.", "email": "gil@new.example.com", "current_password": "gil-password" }),
             me,
         )
         .await;

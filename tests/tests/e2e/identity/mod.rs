@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admins;
+mod attacks;
 mod secrets;
 mod sessions;
 mod tokens;

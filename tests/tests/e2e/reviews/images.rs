@@ -9,9 +9,9 @@ use reqwest::multipart::{Form, Part};
 use super::{id, position, publish, publisher};
 use crate::catalog::{Catalog, camera};
 
-const PNG: &[u8] = include_bytes!("../../../fixtures/camera.png");
-const JPEG: &[u8] = include_bytes!("../../../fixtures/camera.jpg");
-const WEBP: &[u8] = include_bytes!("../../../fixtures/camera.webp");
+pub(super) const PNG: &[u8] = include_bytes!("../../../fixtures/camera.png");
+pub(super) const JPEG: &[u8] = include_bytes!("../../../fixtures/camera.jpg");
+pub(super) const WEBP: &[u8] = include_bytes!("../../../fixtures/camera.webp");
 /// `TestEnv`'s `MAX_IMAGE_BYTES`.
 const LIMIT: usize = 200_000;
 
@@ -41,7 +41,7 @@ pub(super) async fn upload(
 }
 
 /// Every stored blob (content-addressed files) under the blob directory.
-fn blobs(dir: &Path) -> Vec<String> {
+pub(super) fn blobs(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     if let Ok(shards) = std::fs::read_dir(dir) {
         for shard in shards.flatten() {

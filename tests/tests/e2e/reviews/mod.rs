@@ -4,6 +4,7 @@
 mod images;
 mod lifecycle;
 mod replay;
+mod storage;
 
 use serde_json::{Value, json};
 
