@@ -68,27 +68,44 @@ pub async fn run(
                 .env("SUPERUSER_EMAIL", "bench@camreviews.local")
                 .env("SUPERUSER_PASSWORD", PASSWORD)
                 .env("RATE_LIMIT_ANONYMOUS", "0")
+                // Each worker is a client of its own behind a gateway (X-Real-IP): one client
+                // would be held to a few logins in flight by the login throttle.
+                .env("TRUST_PROXY_HEADERS", "true")
                 .env("RUST_LOG", "warn")
                 .kill_on_drop(true)
                 .spawn()?,
         );
-        let pid = child.0.id().ok_or_else(|| anyhow::anyhow!("command-api exited"))?;
+        let pid = child
+            .0
+            .id()
+            .ok_or_else(|| anyhow::anyhow!("command-api exited"))?;
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         let started = Instant::now();
-        while client.get(format!("{base}/readyz")).send().await.map(|r| r.status().is_success()).ok() != Some(true) {
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "command-api did not start");
+        while client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().is_success())
+            .ok()
+            != Some(true)
+        {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "command-api did not start"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let login = {
             let client = client.clone();
             let url = format!("{base}/api/v1/auth/login");
-            move |_worker: usize| {
+            move |worker: usize| {
                 let client = client.clone();
                 let url = url.clone();
                 async move {
                     let answer = client
                         .post(&url)
+                        .header("x-real-ip", format!("10.0.{}.{}", worker / 250, worker % 250))
                         .json(&json!({ "username": USER, "password": PASSWORD }))
                         .send()
                         .await?;

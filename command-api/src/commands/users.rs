@@ -122,6 +122,22 @@ pub async fn end_sessions(
     Ok(appended)
 }
 
+/// Ends sessions right after a change to the user in the same command (`changed` is what
+/// [`execute`] returned): the answer's version and position become the last revocation's.
+pub async fn end_sessions_after(
+    tx: &mut PgConnection,
+    changed: &mut (User, Option<Appended>),
+    except: Option<Uuid>,
+    reason: &str,
+    actor: Option<Actor>,
+) -> Result<(), ApiError> {
+    if let Some(ended) = end_sessions(tx, changed.0.id, except, reason, actor).await? {
+        changed.0.version = ended.version;
+        changed.1 = Some(ended);
+    }
+    Ok(())
+}
+
 /// The user as their events tell, without locking anything.
 pub async fn load(tx: &mut PgConnection, id: Uuid) -> Result<Option<User>, ApiError> {
     let stream = store::read_stream(&mut *tx, "user", id)

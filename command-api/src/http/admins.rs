@@ -145,20 +145,18 @@ async fn update_admin(
         email: email.map(Email::into_inner),
         password_changed: new_hash.is_some(),
     };
-    let (mut user, mut appended) =
-        users::execute(&mut command.tx, id, actor.clone(), update).await?;
+    let mut changed = users::execute(&mut command.tx, id, actor.clone(), update).await?;
     let mut role_changed = false;
     if let Some(role) = role {
-        let (changed, role_appended) = users::execute(
+        let (user, role_appended) = users::execute(
             &mut command.tx,
             id,
             actor.clone(),
             UserCommand::ChangeRole { to: role },
         )
         .await?;
-        user = changed;
         role_changed = role_appended.is_some();
-        appended = role_appended.or(appended);
+        changed = (user, role_appended.or(changed.1));
     }
     let password_reset = new_hash.is_some();
     if let Some(hash) = new_hash {
@@ -174,11 +172,9 @@ async fn update_admin(
         } else {
             "password reset"
         };
-        if let Some(ended) = users::end_sessions(&mut command.tx, id, None, reason, actor).await? {
-            user.version = ended.version;
-            appended = Some(ended);
-        }
+        users::end_sessions_after(&mut command.tx, &mut changed, None, reason, actor).await?;
     }
+    let (user, appended) = changed;
     let written =
         Written::new(StatusCode::OK, user_json(&user)).appended(appended.as_ref(), user.version);
     command.commit(written).await

@@ -53,6 +53,13 @@ pub fn spec() -> Value {
     let forbidden = || problem(403, "forbidden", "Only admins may do this");
     let not_found = || problem(404, "not_found", "No such resource");
     let limited = || problem(429, "rate_limited", "Too many requests; try again later");
+    let busy = || {
+        problem(
+            503,
+            "unavailable",
+            "Password checks are at capacity; try again shortly",
+        )
+    };
     let endpoints = vec![
         Endpoint {
             method: "POST",
@@ -85,6 +92,7 @@ pub fn spec() -> Value {
                 ),
                 problem(401, "invalid_credentials", "Wrong username or password"),
                 limited(),
+                busy(),
             ],
         },
         Endpoint {
@@ -125,7 +133,42 @@ pub fn spec() -> Value {
             body: Some(
                 json!({ "display_name": "Ana P.", "password": "a-new-long-password", "current_password": "a-long-password" }),
             ),
-            answers: vec![ok(200, "your user", user()), invalid(), unauthorized()],
+            answers: vec![
+                ok(
+                    200,
+                    "your user; a new password ends your other sessions",
+                    user(),
+                ),
+                invalid(),
+                unauthorized(),
+                busy(),
+            ],
+        },
+        Endpoint {
+            method: "DELETE",
+            path: "/api/v1/users/me/sessions",
+            summary: "Log out everywhere: every session of yours ends, this one too",
+            who: "signed in",
+            params: vec![],
+            body: None,
+            answers: vec![empty(204, "every session ended"), unauthorized()],
+        },
+        Endpoint {
+            method: "DELETE",
+            path: "/api/v1/users/{id}/sessions",
+            summary: "End every session of a user",
+            who: "admin",
+            params: vec![path("id", "the user", USER)],
+            body: None,
+            answers: vec![
+                empty(204, "every session of theirs ended"),
+                problem(
+                    403,
+                    "superuser_protected",
+                    "Only the superuser ends the superuser's sessions",
+                ),
+                not_found(),
+            ],
         },
         Endpoint {
             method: "PUT",
@@ -292,7 +335,7 @@ pub fn spec() -> Value {
         Endpoint {
             method: "POST",
             path: "/api/v1/reviews/{id}/images",
-            summary: "Attach an image (multipart, field `file`; JPEG, PNG or WebP)",
+            summary: "Attach an image (multipart, field `file`; JPEG, PNG or WebP; its metadata is removed)",
             who: "its author or an admin",
             params: vec![path("id", "the review", REVIEW)],
             body: None,
@@ -307,6 +350,11 @@ pub fn spec() -> Value {
                     415,
                     "unsupported_media_type",
                     "Only JPEG, PNG and WebP images",
+                ),
+                problem(
+                    429,
+                    "rate_limited",
+                    "Your hourly upload quota is used up; try again later",
                 ),
             ],
         },

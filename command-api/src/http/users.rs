@@ -103,7 +103,7 @@ async fn update_me(
         email: email.map(Email::into_inner),
         password_changed: new_hash.is_some(),
     };
-    let (mut user, mut appended) = users::execute(
+    let mut changed = users::execute(
         &mut command.tx,
         caller.user_id,
         Some(caller.actor()),
@@ -116,19 +116,16 @@ async fn update_me(
             .map_err(anyhow::Error::from)?;
         // Whoever else holds a session of this account (a stolen refresh token) is out; this
         // session stays.
-        let ended = users::end_sessions(
+        users::end_sessions_after(
             &mut command.tx,
-            caller.user_id,
+            &mut changed,
             Some(caller.session_id),
             "password changed",
             Some(caller.actor()),
         )
         .await?;
-        if let Some(ended) = ended {
-            user.version = ended.version;
-            appended = Some(ended);
-        }
     }
+    let (user, appended) = changed;
     let written =
         Written::new(StatusCode::OK, user_json(&user)).appended(appended.as_ref(), user.version);
     command.commit(written).await
@@ -214,7 +211,7 @@ async fn change_role(
         Begun::Replay(response) => return Ok(response),
         Begun::Fresh(command) => command,
     };
-    let (mut user, mut appended) = users::execute(
+    let mut changed = users::execute(
         &mut command.tx,
         id,
         Some(caller.actor()),
@@ -222,20 +219,17 @@ async fn change_role(
     )
     .await?;
     // A new role: the tokens that carry the old one stop working everywhere.
-    if appended.is_some() {
-        let ended = users::end_sessions(
+    if changed.1.is_some() {
+        users::end_sessions_after(
             &mut command.tx,
-            id,
+            &mut changed,
             None,
             "role changed",
             Some(caller.actor()),
         )
         .await?;
-        if let Some(ended) = ended {
-            user.version = ended.version;
-            appended = Some(ended);
-        }
     }
+    let (user, appended) = changed;
     let written =
         Written::new(StatusCode::OK, user_json(&user)).appended(appended.as_ref(), user.version);
     command.commit(written).await

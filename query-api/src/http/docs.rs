@@ -216,9 +216,14 @@ pub fn spec() -> Value {
             answers: vec![
                 typed(
                     200,
-                    "the bytes, with their content type; cached for a year (immutable)",
+                    "the bytes (JPEG, PNG or WebP), with their content type; cached for a year (immutable)",
                     "image/jpeg",
                     json!("<binary>"),
+                ),
+                problem(
+                    400,
+                    "invalid_parameter",
+                    "unknown parameter \"n\"; this endpoint takes no parameters",
                 ),
                 not_found(),
             ],

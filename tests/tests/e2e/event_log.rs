@@ -159,21 +159,6 @@ async fn pages_from_position_zero_with_a_type_filter_return_exactly_the_matches_
     }
 }
 
-/// Resident memory of a process, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kb * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ndjson_of_100000_events_streams_in_bounded_memory() {
     const EVENTS: i64 = 100_000;
@@ -217,7 +202,7 @@ async fn ndjson_of_100000_events_streams_in_bounded_memory() {
     })
     .await;
 
-    let before = rss(pid);
+    let before = camreviews_tests::resident_bytes(pid);
     let mut response = client
         .get(command_api.url("/api/v1/events?type=ProductCreated"))
         .bearer_auth(&token)
@@ -242,10 +227,10 @@ async fn ndjson_of_100000_events_streams_in_bounded_memory() {
         }
         chunks += 1;
         if chunks % 16 == 0 {
-            peak = peak.max(rss(pid));
+            peak = peak.max(camreviews_tests::resident_bytes(pid));
         }
     }
-    peak = peak.max(rss(pid));
+    peak = peak.max(camreviews_tests::resident_bytes(pid));
     assert_eq!(lines, EVENTS);
     assert!(bytes > 90 << 20, "the export is large: {bytes} bytes");
     let grown = peak.saturating_sub(before);

@@ -15,6 +15,7 @@ mod hardening;
 mod identity;
 mod live;
 mod mail;
+mod nats_auth;
 mod operations;
 mod products;
 mod relay_resilience;

@@ -133,17 +133,7 @@ async fn parallel_guesses_get_no_more_tries_than_sequential_ones() {
 }
 
 fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
+    camreviews_tests::resident_bytes(std::process::id())
 }
 
 /// command-api runs in this process: its resident memory is the process's.
