@@ -105,7 +105,10 @@ pub async fn run(
                 async move {
                     let answer = client
                         .post(&url)
-                        .header("x-real-ip", format!("10.0.{}.{}", worker / 250, worker % 250))
+                        .header(
+                            "x-real-ip",
+                            format!("10.0.{}.{}", worker / 250, worker % 250),
+                        )
                         .json(&json!({ "username": USER, "password": PASSWORD }))
                         .send()
                         .await?;

@@ -1,5 +1,6 @@
 //! The HTTP servers against slow and greedy clients (issue 15): a client that sends its
-//! request head slowly is disconnected, and one user cannot hold more than a few live tails.
+//! request head or body slowly is disconnected, and one user cannot hold more than a few live
+//! tails.
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use reqwest::Method;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_sending_its_headers_slowly_is_disconnected_and_blocks_no_one() {
+async fn a_client_sending_its_head_or_body_slowly_is_disconnected_and_blocks_no_one() {
     let env = TestEnv::new().await;
     let command = env.spawn_command_api().await;
     let query = env.spawn_query_api().await;
@@ -23,6 +24,17 @@ async fn a_client_sending_its_headers_slowly_is_disconnected_and_blocks_no_one()
             .unwrap();
         slow.push(socket);
     }
+    // A body that stops half way.
+    let address = command.url("").trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: camreviews\r\n\
+              Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"username\":",
+        )
+        .await
+        .unwrap();
+    slow.push(stalled);
     let started = Instant::now();
 
     // Meanwhile the servers answer everyone else.
