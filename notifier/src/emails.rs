@@ -245,73 +245,96 @@ impl Emails {
             .filter(|h| h.get(shared::nats::headers::REQUEUED).is_some())
             .and_then(|h| h.get(RECIPIENT))
             .map(|r| r.as_str().to_owned());
-        for admin in admins {
-            let recipient = admin.get_str("_id").unwrap_or_default().to_owned();
-            if Some(&recipient) == actor_id.as_ref() {
-                continue;
+        let recipients: Vec<Document> = admins
+            .into_iter()
+            .filter(|admin| {
+                let recipient = admin.get_str("_id").unwrap_or_default();
+                Some(recipient) != actor_id.as_deref()
+                    && requeued_for.as_deref().is_none_or(|r| r == recipient)
+            })
+            .collect();
+        let requeued = requeued_for.is_some();
+        // Recipients in parallel, as many as the SMTP pool has connections: one slow or
+        // refusing mailbox holds up no other. Every delivery runs to its end (none is
+        // cancelled half way, which could lose the record of a mail that went out); the first
+        // failure then retries the event, and what was sent is skipped on the retry.
+        let deliveries = futures::stream::iter(recipients)
+            .map(|admin| self.deliver(envelope, message, &content, admin, requeued))
+            .buffer_unordered(self.mailer.connections())
+            .collect::<Vec<anyhow::Result<()>>>()
+            .await;
+        deliveries.into_iter().collect()
+    }
+
+    /// Mails one admin of one event, unless that was done before; records the outcome.
+    async fn deliver(
+        &self,
+        envelope: &EventEnvelope,
+        message: &jetstream::Message,
+        content: &Content,
+        admin: Document,
+        requeued: bool,
+    ) -> anyhow::Result<()> {
+        let recipient = admin.get_str("_id").unwrap_or_default().to_owned();
+        let record_id = format!("{}:{recipient}", envelope.event_id);
+        let sends = self.collection(SENDS);
+        if let Some(record) = sends.find_one(doc! { "_id": &record_id }).await? {
+            // Sent before this redelivery; or parked, unless this is the requeued copy.
+            let parked = record.get_str("outcome") == Ok("failed");
+            if !(parked && requeued) {
+                return Ok(());
             }
-            if requeued_for.as_ref().is_some_and(|r| *r != recipient) {
-                continue;
-            }
-            let record_id = format!("{}:{recipient}", envelope.event_id);
-            let sends = self.collection(SENDS);
-            if let Some(record) = sends.find_one(doc! { "_id": &record_id }).await? {
-                // Sent before this redelivery; or parked, unless this is the requeued copy.
-                let parked = record.get_str("outcome") == Ok("failed");
-                if !(parked && requeued_for.is_some()) {
-                    continue;
-                }
-            }
-            // Still working on it: no redelivery while this recipient's mail goes out.
-            message
-                .ack_with(AckKind::Progress)
-                .await
-                .map_err(|e| anyhow::anyhow!("extending the ack wait: {e}"))?;
-            let address = admin.get_str("email").unwrap_or_default();
-            let to = recipient_mailbox(admin.get_str("display_name").ok(), address);
-            let sent = match to {
-                Ok(to) => {
-                    self.mailer
-                        .send(Mail {
-                            to,
-                            subject: content.subject.clone(),
-                            text: content.text.clone(),
-                            html: content.html.clone(),
-                            message_id: format!("<{record_id}@camreviews>"),
-                        })
-                        .await
-                }
-                Err(e) => Err(anyhow::anyhow!("no usable address {address:?}: {e}")),
-            };
-            let outcome = match sent {
-                Ok(()) => "sent",
-                // This recipient will never take it (a 5xx, a bad address): park it for this
-                // recipient alone and go on, so one bad address blocks nobody.
-                Err(e) if is_permanent(&e) => {
-                    let error = format!("mailing admin {recipient}: {e:#}");
-                    self.park(envelope, &recipient, &error).await?;
-                    "failed"
-                }
-                // The server is away or busy: retry the event (what was sent is recorded).
-                Err(e) => return Err(e.context(format!("mailing admin {recipient}"))),
-            };
-            sends
-                .replace_one(
-                    doc! { "_id": &record_id },
-                    doc! {
-                        "event_id": envelope.event_id.to_string(),
-                        "recipient": &recipient, "outcome": outcome, "at": bson::DateTime::now(),
-                    },
-                )
-                .upsert(true)
-                .await?;
-            let counter = if outcome == "sent" {
-                "notifier_mails_sent_total"
-            } else {
-                "notifier_mails_failed_total"
-            };
-            metrics::counter!(counter).increment(1);
         }
+        // Still working on it: no redelivery while this recipient's mail goes out.
+        message
+            .ack_with(AckKind::Progress)
+            .await
+            .map_err(|e| anyhow::anyhow!("extending the ack wait: {e}"))?;
+        let address = admin.get_str("email").unwrap_or_default();
+        let to = recipient_mailbox(admin.get_str("display_name").ok(), address);
+        let sent = match to {
+            Ok(to) => {
+                self.mailer
+                    .send(Mail {
+                        to,
+                        subject: content.subject.clone(),
+                        text: content.text.clone(),
+                        html: content.html.clone(),
+                        message_id: format!("<{record_id}@camreviews>"),
+                    })
+                    .await
+            }
+            Err(e) => Err(anyhow::anyhow!("no usable address {address:?}: {e}")),
+        };
+        let outcome = match sent {
+            Ok(()) => "sent",
+            // This recipient will never take it (a 5xx, a bad address): park it for this
+            // recipient alone and go on, so one bad address blocks nobody.
+            Err(e) if is_permanent(&e) => {
+                let error = format!("mailing admin {recipient}: {e:#}");
+                self.park(envelope, &recipient, &error).await?;
+                "failed"
+            }
+            // The server is away, busy or stalled: retry the event (what was sent is
+            // recorded).
+            Err(e) => return Err(e.context(format!("mailing admin {recipient}"))),
+        };
+        sends
+            .replace_one(
+                doc! { "_id": &record_id },
+                doc! {
+                    "event_id": envelope.event_id.to_string(),
+                    "recipient": &recipient, "outcome": outcome, "at": bson::DateTime::now(),
+                },
+            )
+            .upsert(true)
+            .await?;
+        let counter = if outcome == "sent" {
+            "notifier_mails_sent_total"
+        } else {
+            "notifier_mails_failed_total"
+        };
+        metrics::counter!(counter).increment(1);
         Ok(())
     }
 

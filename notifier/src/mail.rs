@@ -1,12 +1,18 @@
 //! Sending mail: SMTP (`smtp://[user:pass@]host:port[?tls=required]`) or `.eml` files
 //! (`file:///dir`, for local use), from `MAIL_FROM`.
+//!
+//! Over a pool of at most `SMTP_CONNECTIONS` connections, and every message has a deadline of
+//! its own (`SMTP_SEND_TIMEOUT`): lettre's timeout covers only the connect (lettre issue
+//! 1027), so a server that accepts and then stops answering would otherwise hold a send, and
+//! the notifier, for ever. A send past its deadline is dropped with its connection and
+//! counts as a transient failure (the mail is retried).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, MultiPart},
-    transport::smtp::authentication::Credentials,
+    transport::smtp::{PoolConfig, authentication::Credentials},
 };
 use shared::config::{self, ConfigError, Source};
 
@@ -26,6 +32,26 @@ pub enum MailTarget {
 pub struct MailConfig {
     pub target: MailTarget,
     pub from: Mailbox,
+    /// `SMTP_CONNECTIONS`: connections to the SMTP server at most, so mails to that many
+    /// recipients go out at once.
+    pub connections: u32,
+    /// `SMTP_SEND_TIMEOUT` (seconds): one message's whole SMTP conversation.
+    pub send_timeout: Duration,
+}
+
+impl MailConfig {
+    pub const DEFAULT_CONNECTIONS: u32 = 4;
+    pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// `target` and `from` with the default pool and deadline.
+    pub fn new(target: MailTarget, from: Mailbox) -> Self {
+        Self {
+            target,
+            from,
+            connections: Self::DEFAULT_CONNECTIONS,
+            send_timeout: Self::DEFAULT_SEND_TIMEOUT,
+        }
+    }
 }
 
 impl MailConfig {
@@ -39,7 +65,22 @@ impl MailConfig {
         let from = from_raw
             .parse()
             .map_err(|e| ConfigError::new("MAIL_FROM", format!("{from_raw:?}: {e}")))?;
-        Ok(Self { target, from })
+        let connections = match config::parsed(src, "SMTP_CONNECTIONS", Self::DEFAULT_CONNECTIONS)?
+        {
+            0 => return Err(ConfigError::new("SMTP_CONNECTIONS", "must be above 0")),
+            n => n,
+        };
+        let send_timeout = config::positive_secs(
+            src,
+            "SMTP_SEND_TIMEOUT",
+            Self::DEFAULT_SEND_TIMEOUT.as_secs() as i64,
+        )?;
+        Ok(Self {
+            target,
+            from,
+            connections,
+            send_timeout: Duration::from_secs(send_timeout.unsigned_abs()),
+        })
     }
 }
 
@@ -83,6 +124,8 @@ enum Transport {
 pub struct Mailer {
     transport: Transport,
     pub from: Mailbox,
+    connections: u32,
+    send_timeout: Duration,
 }
 
 /// One mail: plain text and HTML of the same content.
@@ -115,7 +158,8 @@ impl Mailer {
                 };
                 builder = builder
                     .port(*port)
-                    .timeout(Some(std::time::Duration::from_secs(10)));
+                    .timeout(Some(config.send_timeout.min(Duration::from_secs(10))))
+                    .pool_config(PoolConfig::new().max_size(config.connections));
                 if let Some((user, password)) = credentials {
                     builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
                 }
@@ -125,7 +169,14 @@ impl Mailer {
         Ok(Self {
             transport,
             from: config.from.clone(),
+            connections: config.connections,
+            send_timeout: config.send_timeout,
         })
+    }
+
+    /// How many sends may run at once (the pool's size).
+    pub fn connections(&self) -> usize {
+        self.connections as usize
     }
 
     pub async fn send(&self, mail: Mail) -> anyhow::Result<()> {
@@ -135,15 +186,30 @@ impl Mailer {
             .subject(mail.subject)
             .message_id(Some(mail.message_id))
             .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))?;
-        match &self.transport {
-            Transport::Smtp(smtp) => {
-                smtp.send(message).await?;
+        let send = async {
+            match &self.transport {
+                Transport::Smtp(smtp) => smtp
+                    .send(message)
+                    .await
+                    .map(drop)
+                    .map_err(anyhow::Error::from),
+                Transport::Files(files) => files
+                    .send(message)
+                    .await
+                    .map(drop)
+                    .map_err(anyhow::Error::from),
             }
-            Transport::Files(files) => {
-                files.send(message).await?;
+        };
+        match tokio::time::timeout(self.send_timeout, send).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                metrics::counter!("notifier_mail_timeouts_total").increment(1);
+                Err(anyhow::anyhow!(
+                    "the mail server did not finish within {:?}",
+                    self.send_timeout
+                ))
             }
         }
-        Ok(())
     }
 }
 

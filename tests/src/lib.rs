@@ -234,10 +234,16 @@ impl TestEnv {
     pub async fn spawn_notifier_mailing(&self, smtp_url: &str) -> Running {
         let src: std::collections::HashMap<String, String> =
             [("SMTP_URL".to_owned(), smtp_url.to_owned())].into();
+        self.spawn_notifier_with(notifier::mail::MailConfig::from_env(&src).unwrap())
+            .await
+    }
+
+    /// A notifier mailing as `mail` says.
+    pub async fn spawn_notifier_with(&self, mail: notifier::mail::MailConfig) -> Running {
         let config = notifier::Config {
             addr: "127.0.0.1:0".parse().unwrap(),
             read_side: self.read_side_config(),
-            mail: notifier::mail::MailConfig::from_env(&src).unwrap(),
+            mail,
             ack_delay_ms: 0,
             telemetry: Self::telemetry(),
         };
@@ -250,10 +256,10 @@ impl TestEnv {
         let config = notifier::Config {
             addr: "127.0.0.1:0".parse().unwrap(),
             read_side: self.read_side_config(),
-            mail: notifier::mail::MailConfig {
-                target: notifier::mail::MailTarget::Files(self.data_dir().join("mail")),
-                from: "CamReviews <noreply@camreviews.local>".parse().unwrap(),
-            },
+            mail: notifier::mail::MailConfig::new(
+                notifier::mail::MailTarget::Files(self.data_dir().join("mail")),
+                "CamReviews <noreply@camreviews.local>".parse().unwrap(),
+            ),
             ack_delay_ms: 0,
             telemetry: Self::telemetry(),
         };

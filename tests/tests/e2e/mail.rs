@@ -148,6 +148,73 @@ async fn mails_wait_out_an_smtp_outage_and_arrive_when_it_ends() {
     assert!(all[2].data.contains("-> 2.00"));
 }
 
+/// An SMTP server in front of `sink` whose first `stalled` connections get the greeting and
+/// then silence (a hung server); later connections are passed through to the sink.
+async fn stalling_front(sink: &SmtpSink, stalled: usize) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sink_port = sink.port;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        for n in 0.. {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            if n < stalled {
+                use tokio::io::AsyncWriteExt as _;
+                let _ = client.write_all(b"220 camreviews.test ESMTP\r\n").await;
+                held.push(client); // never answered, never closed
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut upstream) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", sink_port)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    format!("smtp://127.0.0.1:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_stalls_one_mail_until_its_deadline_and_no_other() {
+    let sink = SmtpSink::start().await;
+    let front = stalling_front(&sink, 1).await;
+    let catalog = Catalog::start().await;
+    let target = notifier::mail::MailConfig::from_env(&std::collections::HashMap::from([(
+        "SMTP_URL".to_owned(),
+        front,
+    )]))
+    .unwrap()
+    .target;
+    let mail = notifier::mail::MailConfig {
+        send_timeout: Duration::from_secs(3),
+        ..notifier::mail::MailConfig::new(
+            target,
+            "CamReviews <noreply@camreviews.local>".parse().unwrap(),
+        )
+    };
+    let _notifier = catalog.env.spawn_notifier_with(mail).await;
+    admins(&catalog, &["bea", "cai"]).await;
+
+    let started = std::time::Instant::now();
+    catalog.create(camera(3)).await;
+    // One of the two mails meets the hung connection; the other goes out at once on another.
+    let first = mails(&sink, 1, Duration::from_secs(10)).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the other mail waited for the hung one: {:?}",
+        started.elapsed()
+    );
+    // The hung one is given up after its deadline and retried on a new connection.
+    let all = mails(&sink, 2, Duration::from_secs(30)).await;
+    assert_eq!(recipients(&all), ["bea@example.com", "cai@example.com"]);
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mailbox_that_refuses_for_good_is_parked_and_blocks_nobody() {
     let sink = SmtpSink::start().await;
