@@ -27,7 +27,7 @@ use shared::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::mail::{Mail, Mailer};
+use crate::mail::{Mail, Mailer, is_permanent};
 
 pub const CONSUMER: &str = "notifier";
 /// The header naming the one recipient a parked mail was for.
@@ -49,6 +49,11 @@ pub struct Emails {
 
 impl Emails {
     pub async fn run(self, shutdown: CancellationToken) {
+        tokio::spawn(watch_backlog(
+            self.js.clone(),
+            self.prefix.clone(),
+            shutdown.clone(),
+        ));
         shared::service::keep_running("admin emails", &shutdown, || self.consume(&shutdown)).await;
     }
 
@@ -382,13 +387,44 @@ impl Emails {
     }
 }
 
-/// A failure that retrying will not cure: the server refused for good, or the address is
-/// unusable.
-fn is_permanent(error: &anyhow::Error) -> bool {
-    match error.downcast_ref::<lettre::transport::smtp::Error>() {
-        Some(smtp) => smtp.is_permanent(),
-        None => error.to_string().starts_with("no usable address"),
+/// How often the mail backlog is measured.
+const BACKLOG_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps `notifier_mail_backlog_events` (events the mail consumer has not finished: not yet
+/// delivered, or being mailed) and `notifier_mail_backlog_age_seconds` (how long the oldest of
+/// them has waited since it was published) current, until `shutdown`.
+async fn watch_backlog(js: jetstream::Context, prefix: Prefix, shutdown: CancellationToken) {
+    loop {
+        match backlog(&js, &prefix).await {
+            Ok((events, age)) => {
+                metrics::gauge!("notifier_mail_backlog_events").set(events as f64);
+                metrics::gauge!("notifier_mail_backlog_age_seconds").set(age.as_secs_f64());
+            }
+            Err(e) => tracing::debug!(error = format!("{e:#}"), "measuring the mail backlog"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(BACKLOG_EVERY) => {}
+        }
     }
+}
+
+async fn backlog(js: &jetstream::Context, prefix: &Prefix) -> anyhow::Result<(u64, Duration)> {
+    let stream = js.get_stream(prefix.events_stream()).await?;
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .get_consumer(CONSUMER)
+        .await
+        .map_err(|e| anyhow::anyhow!("the mail consumer: {e}"))?;
+    let info = consumer.info().await?;
+    let events = info.num_pending + info.num_ack_pending as u64;
+    if events == 0 {
+        return Ok((0, Duration::ZERO));
+    }
+    let oldest = stream
+        .get_raw_message(info.ack_floor.stream_sequence + 1)
+        .await?;
+    let waited = time::OffsetDateTime::now_utc() - oldest.time;
+    Ok((events, waited.try_into().unwrap_or(Duration::ZERO)))
 }
 
 fn is_duplicate_key(error: &mongodb::error::Error) -> bool {

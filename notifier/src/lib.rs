@@ -60,6 +60,7 @@ impl Application {
             "notifier_mails_sent_total",
             "notifier_mail_failures_total",
             "notifier_views_tallied_total",
+            "notifier_mail_timeouts_total",
         ] {
             metrics::counter!(counter).increment(0);
         }
@@ -71,8 +72,16 @@ impl Application {
             read_side.authenticator.clone(),
             tasks.clone(),
         );
+        let mailer = mail::Mailer::new(&config.mail)?;
+        let smtp = mailer.health();
+        // Reported when failing, without making the notifier unready: its live streams and the
+        // view tally do not need the mail server.
+        let readiness = read_side.readiness(true).advise("smtp", move || {
+            let state = smtp.state();
+            async move { state }
+        });
         let router = live::router(live)
-            .merge(shared::http::ops_router(read_side.readiness(true)))
+            .merge(shared::http::ops_router(readiness))
             .layer(tower_http::trace::TraceLayer::new_for_http());
         let listener = TcpListener::bind(config.addr)
             .await
@@ -84,7 +93,7 @@ impl Application {
                 js: read_side.js.clone(),
                 prefix: read_side.prefix.clone(),
                 db: read_side.db.clone(),
-                mailer: mail::Mailer::new(&config.mail)?,
+                mailer,
                 ack_delay: std::time::Duration::from_millis(config.ack_delay_ms),
             },
             read_side,

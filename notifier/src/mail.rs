@@ -126,6 +126,52 @@ pub struct Mailer {
     pub from: Mailbox,
     connections: u32,
     send_timeout: Duration,
+    health: SmtpHealth,
+}
+
+/// Whether the mail server is failing: since when and why, from the last sends. A mailbox
+/// the server refuses for good says nothing about the server and is not counted.
+#[derive(Clone, Default)]
+pub struct SmtpHealth {
+    failing: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
+}
+
+impl SmtpHealth {
+    fn record(&self, outcome: &anyhow::Result<()>) {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(()) => *failing = None,
+            Err(e) if is_permanent(e) => {}
+            Err(e) => {
+                let since = failing
+                    .as_ref()
+                    .map_or_else(std::time::Instant::now, |f| f.0);
+                *failing = Some((since, format!("{e:#}")));
+            }
+        }
+        metrics::gauge!("notifier_smtp_failing").set(f64::from(u8::from(failing.is_some())));
+    }
+
+    /// `Err(why)` while the last sends failed (for `/readyz`).
+    pub fn state(&self) -> Result<(), String> {
+        let failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        match &*failing {
+            None => Ok(()),
+            Some((since, why)) => Err(format!(
+                "failing for {} s: {why}",
+                since.elapsed().as_secs()
+            )),
+        }
+    }
+}
+
+/// A failure that retrying will not cure: the server refused for good, or the address is
+/// unusable.
+pub fn is_permanent(error: &anyhow::Error) -> bool {
+    match error.downcast_ref::<lettre::transport::smtp::Error>() {
+        Some(smtp) => smtp.is_permanent(),
+        None => error.to_string().starts_with("no usable address"),
+    }
 }
 
 /// One mail: plain text and HTML of the same content.
@@ -171,7 +217,12 @@ impl Mailer {
             from: config.from.clone(),
             connections: config.connections,
             send_timeout: config.send_timeout,
+            health: SmtpHealth::default(),
         })
+    }
+
+    pub fn health(&self) -> SmtpHealth {
+        self.health.clone()
     }
 
     /// How many sends may run at once (the pool's size).
@@ -200,7 +251,7 @@ impl Mailer {
                     .map_err(anyhow::Error::from),
             }
         };
-        match tokio::time::timeout(self.send_timeout, send).await {
+        let outcome = match tokio::time::timeout(self.send_timeout, send).await {
             Ok(sent) => sent,
             Err(_) => {
                 metrics::counter!("notifier_mail_timeouts_total").increment(1);
@@ -209,7 +260,9 @@ impl Mailer {
                     self.send_timeout
                 ))
             }
-        }
+        };
+        self.health.record(&outcome);
+        outcome
     }
 }
 

@@ -126,7 +126,8 @@ async fn a_crash_between_sending_and_acknowledging_sends_nothing_twice() {
 async fn mails_wait_out_an_smtp_outage_and_arrive_when_it_ends() {
     let mut sink = SmtpSink::start().await;
     let catalog = Catalog::start().await;
-    let _notifier = catalog.env.spawn_notifier_mailing(&sink.url()).await;
+    let notifier = catalog.env.spawn_notifier_mailing(&sink.url()).await;
+    let ops = camreviews_tests::Api::new(&notifier);
     admins(&catalog, &["bea"]).await;
     let (sku, _) = catalog.create(camera(1)).await;
     assert_eq!(mails(&sink, 1, Duration::from_secs(10)).await.len(), 1);
@@ -140,12 +141,34 @@ async fn mails_wait_out_an_smtp_outage_and_arrive_when_it_ends() {
         1,
         "nothing gets through while SMTP is down"
     );
+    // The outage and the lag are visible: /readyz names SMTP (the notifier stays ready for
+    // its other work), /metrics the backlog and how long its oldest change has waited.
+    let ready = camreviews_tests::eventually(Duration::from_secs(10), || async {
+        let ready = ops.get("/readyz", None).await;
+        ready.body["degraded"]["smtp"].is_string().then_some(ready)
+    })
+    .await;
+    assert_eq!(ready.status, 200, "{:?}", ready.body);
+    let age = camreviews_tests::eventually(Duration::from_secs(10), || async {
+        let backlog = notifier.metric("notifier_mail_backlog_events").await;
+        let age = notifier.metric("notifier_mail_backlog_age_seconds").await;
+        (backlog >= 1.0 && age >= 2.0).then_some(age)
+    })
+    .await;
+    assert!(age < 60.0, "{age}");
+    assert_eq!(notifier.metric("notifier_smtp_failing").await, 1.0);
 
     sink.restart().await;
     let all = mails(&sink, 3, Duration::from_secs(30)).await;
     assert_eq!(all.len(), 3, "both changes arrive, once each");
     assert!(all[1].data.contains("-> 1.00"));
     assert!(all[2].data.contains("-> 2.00"));
+    camreviews_tests::eventually(Duration::from_secs(10), || async {
+        let ready = ops.get("/readyz", None).await;
+        let caught_up = notifier.metric("notifier_mail_backlog_events").await == 0.0;
+        (ready.body.get("degraded").is_none() && caught_up).then_some(())
+    })
+    .await;
 }
 
 /// An SMTP server in front of `sink` whose first `stalled` connections get the greeting and
