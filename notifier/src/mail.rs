@@ -37,11 +37,15 @@ pub struct MailConfig {
     pub connections: u32,
     /// `SMTP_SEND_TIMEOUT` (seconds): one message's whole SMTP conversation.
     pub send_timeout: Duration,
+    /// `MAIL_DIGEST_WINDOW` (seconds): after a mail to a recipient, further changes gather
+    /// this long into one digest.
+    pub digest_window: Duration,
 }
 
 impl MailConfig {
     pub const DEFAULT_CONNECTIONS: u32 = 4;
     pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_DIGEST_WINDOW: Duration = Duration::from_secs(10);
 
     /// `target` and `from` with the default pool and deadline.
     pub fn new(target: MailTarget, from: Mailbox) -> Self {
@@ -50,6 +54,7 @@ impl MailConfig {
             from,
             connections: Self::DEFAULT_CONNECTIONS,
             send_timeout: Self::DEFAULT_SEND_TIMEOUT,
+            digest_window: Self::DEFAULT_DIGEST_WINDOW,
         }
     }
 }
@@ -75,11 +80,17 @@ impl MailConfig {
             "SMTP_SEND_TIMEOUT",
             Self::DEFAULT_SEND_TIMEOUT.as_secs() as i64,
         )?;
+        let digest_window: u64 = config::parsed(
+            src,
+            "MAIL_DIGEST_WINDOW",
+            Self::DEFAULT_DIGEST_WINDOW.as_secs(),
+        )?;
         Ok(Self {
             target,
             from,
             connections,
             send_timeout: Duration::from_secs(send_timeout.unsigned_abs()),
+            digest_window: Duration::from_secs(digest_window),
         })
     }
 }
@@ -223,6 +234,11 @@ impl Mailer {
 
     pub fn health(&self) -> SmtpHealth {
         self.health.clone()
+    }
+
+    /// One message's deadline.
+    pub fn send_timeout(&self) -> Duration {
+        self.send_timeout
     }
 
     /// How many sends may run at once (the pool's size).

@@ -234,8 +234,12 @@ impl TestEnv {
     pub async fn spawn_notifier_mailing(&self, smtp_url: &str) -> Running {
         let src: std::collections::HashMap<String, String> =
             [("SMTP_URL".to_owned(), smtp_url.to_owned())].into();
-        self.spawn_notifier_with(notifier::mail::MailConfig::from_env(&src).unwrap())
-            .await
+        let mail = notifier::mail::MailConfig {
+            // Quick digests: tests need not wait the production window.
+            digest_window: std::time::Duration::from_secs(1),
+            ..notifier::mail::MailConfig::from_env(&src).unwrap()
+        };
+        self.spawn_notifier_with(mail).await
     }
 
     /// A notifier mailing as `mail` says.

@@ -1,16 +1,19 @@
-//! Admin emails: every product change is mailed to every admin except the one who made it,
-//! exactly once per (event, recipient).
+//! Admin emails: every product change reaches every admin except the one who made it,
+//! exactly once per (change, recipient), in the order of the changes.
 //!
-//! A durable consumer (`notifier`) reads `EVENTS` in order, one event at a time. User events
-//! keep the notifier's own admin directory (`notifier_admins`); product events keep the
-//! product names it mails about (`notifier_products`) and are mailed. Each send is recorded
-//! (`notifier_sends`, `_id` = `<event id>:<recipient id>`) as soon as the SMTP server accepted
-//! it, before the event is acknowledged: a redelivery — after a crash between sending and
-//! acknowledging, or a retry after some recipients failed — skips what was sent. A failing
-//! SMTP server is retried with backoff; after [`MAX_ATTEMPTS`] the event goes to `DLQ` and the
+//! Two stages. The consumer (`notifier`, a durable consumer on `EVENTS`, one event at a time)
+//! keeps the notifier's own admin directory (`notifier_admins`) and product names
+//! (`notifier_products`) from the events, and for each product change writes one outbox entry
+//! per recipient (`notifier_outbox`, `_id` = `<event id>:<recipient id>`, so a redelivery adds
+//! nothing) before it acknowledges the event. [`delivery`] then mails the outbox per
+//! recipient, in parallel, gathering bursts into digests ([`content`]). A failing write to the
+//! store is retried with backoff; after [`MAX_ATTEMPTS`] the event goes to `DLQ` and the
 //! others flow.
 
-use std::time::Duration;
+pub mod content;
+pub mod delivery;
+
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
@@ -19,15 +22,16 @@ use mongodb::{
     Collection, Database,
     bson::{self, Document, doc},
 };
-use serde_json::Value;
 use shared::{
     EventEnvelope, Role,
     events::{ProductEvent, UserEvent},
     nats::Prefix,
 };
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::mail::{Mail, Mailer, is_permanent};
+use crate::mail::Mailer;
+use content::Change;
 
 pub const CONSUMER: &str = "notifier";
 /// The header naming the one recipient a parked mail was for.
@@ -35,16 +39,19 @@ const RECIPIENT: &str = "Dlq-Recipient";
 pub const MAX_ATTEMPTS: i64 = 8;
 const ADMINS: &str = "notifier_admins";
 const PRODUCTS: &str = "notifier_products";
-const SENDS: &str = "notifier_sends";
 
 pub struct Emails {
     pub js: jetstream::Context,
     pub prefix: Prefix,
     pub db: Database,
-    pub mailer: Mailer,
+    pub mailer: Arc<Mailer>,
+    /// `MAIL_DIGEST_WINDOW`: how long after a mail to a recipient further changes gather.
+    pub digest_window: Duration,
     /// Holds each acknowledgement this long (`NOTIFIER_ACK_DELAY_MS`, a testing aid: the crash
     /// test kills the process in this window). Zero in production.
     pub ack_delay: Duration,
+    /// Wakes the delivery when changes were added.
+    pub wake: Arc<Notify>,
 }
 
 impl Emails {
@@ -54,7 +61,26 @@ impl Emails {
             self.prefix.clone(),
             shutdown.clone(),
         ));
+        if let Err(e) = delivery::Dispatcher::ensure_indexes(&self.db).await {
+            tracing::warn!(error = %e, "creating the mail outbox indexes failed");
+        }
+        let dispatcher = delivery::Dispatcher {
+            db: self.db.clone(),
+            mailer: self.mailer.clone(),
+            park: self.parking(),
+            window: self.digest_window,
+            wake: self.wake.clone(),
+        };
+        let delivering = tokio::spawn(dispatcher.run(shutdown.clone()));
         shared::service::keep_running("admin emails", &shutdown, || self.consume(&shutdown)).await;
+        let _ = delivering.await;
+    }
+
+    fn parking(&self) -> Park {
+        Park {
+            js: self.js.clone(),
+            prefix: self.prefix.clone(),
+        }
     }
 
     async fn consume(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {
@@ -239,135 +265,57 @@ impl Emails {
             Some(id) => self.collection(ADMINS).find_one(doc! { "_id": id }).await?,
             None => None,
         };
-        let content = Content::of(envelope, &event, &name, actor.as_ref());
+        let change = Change::of(envelope, &event, &name, actor.as_ref());
         // A copy `camctl dlq requeue` sent back retries the one recipient it was parked for
         // (after the cause was fixed); every other recipient was handled already.
         // (A whole event parked after failing too often carries no recipient: its copy is
-        // handled like a redelivery, mailing whoever has not had it.)
+        // handled like a redelivery, adding whoever has no entry yet.)
         let requeued_for = message
             .headers
             .as_ref()
             .filter(|h| h.get(shared::nats::headers::REQUEUED).is_some())
             .and_then(|h| h.get(RECIPIENT))
             .map(|r| r.as_str().to_owned());
-        let recipients: Vec<Document> = admins
-            .into_iter()
-            .filter(|admin| {
-                let recipient = admin.get_str("_id").unwrap_or_default();
-                Some(recipient) != actor_id.as_deref()
-                    && requeued_for.as_deref().is_none_or(|r| r == recipient)
+        let outbox = self.db.collection::<delivery::Entry>(delivery::OUTBOX);
+        if let Some(recipient) = &requeued_for {
+            outbox
+                .update_one(
+                    doc! { "_id": format!("{}:{recipient}", envelope.event_id), "state": delivery::FAILED },
+                    doc! { "$set": { "state": delivery::PENDING }, "$unset": { "digest": "", "claimed_at": "" } },
+                )
+                .await?;
+        }
+        let event_json = serde_json::to_string(envelope)?;
+        let occurred_at = bson::DateTime::from_millis(envelope.occurred_at.timestamp_millis());
+        let entries: Vec<delivery::Entry> = admins
+            .iter()
+            .filter_map(|admin| admin.get_str("_id").ok())
+            .filter(|recipient| Some(*recipient) != actor_id.as_deref())
+            .filter(|recipient| requeued_for.as_deref().is_none_or(|r| r == *recipient))
+            .map(|recipient| delivery::Entry {
+                id: format!("{}:{recipient}", envelope.event_id),
+                recipient: recipient.to_owned(),
+                position: envelope.position,
+                state: delivery::PENDING.to_owned(),
+                change: change.clone(),
+                occurred_at,
+                event: event_json.clone(),
+                digest: None,
+                claimed_at: None,
             })
             .collect();
-        let requeued = requeued_for.is_some();
-        // Recipients in parallel, as many as the SMTP pool has connections: one slow or
-        // refusing mailbox holds up no other. Every delivery runs to its end (none is
-        // cancelled half way, which could lose the record of a mail that went out); the first
-        // failure then retries the event, and what was sent is skipped on the retry.
-        let deliveries = futures::stream::iter(recipients)
-            .map(|admin| self.deliver(envelope, message, &content, admin, requeued))
-            .buffer_unordered(self.mailer.connections())
-            .collect::<Vec<anyhow::Result<()>>>()
-            .await;
-        deliveries.into_iter().collect()
-    }
-
-    /// Mails one admin of one event, unless that was done before; records the outcome.
-    async fn deliver(
-        &self,
-        envelope: &EventEnvelope,
-        message: &jetstream::Message,
-        content: &Content,
-        admin: Document,
-        requeued: bool,
-    ) -> anyhow::Result<()> {
-        let recipient = admin.get_str("_id").unwrap_or_default().to_owned();
-        let record_id = format!("{}:{recipient}", envelope.event_id);
-        let sends = self.collection(SENDS);
-        if let Some(record) = sends.find_one(doc! { "_id": &record_id }).await? {
-            // Sent before this redelivery; or parked, unless this is the requeued copy.
-            let parked = record.get_str("outcome") == Ok("failed");
-            if !(parked && requeued) {
-                return Ok(());
-            }
+        if entries.is_empty() {
+            return Ok(());
         }
-        // Still working on it: no redelivery while this recipient's mail goes out.
-        message
-            .ack_with(AckKind::Progress)
-            .await
-            .map_err(|e| anyhow::anyhow!("extending the ack wait: {e}"))?;
-        let address = admin.get_str("email").unwrap_or_default();
-        let to = recipient_mailbox(admin.get_str("display_name").ok(), address);
-        let sent = match to {
-            Ok(to) => {
-                self.mailer
-                    .send(Mail {
-                        to,
-                        subject: content.subject.clone(),
-                        text: content.text.clone(),
-                        html: content.html.clone(),
-                        message_id: format!("<{record_id}@camreviews>"),
-                    })
-                    .await
-            }
-            Err(e) => Err(anyhow::anyhow!("no usable address {address:?}: {e}")),
-        };
-        let outcome = match sent {
-            Ok(()) => "sent",
-            // This recipient will never take it (a 5xx, a bad address): park it for this
-            // recipient alone and go on, so one bad address blocks nobody.
-            Err(e) if is_permanent(&e) => {
-                let error = format!("mailing admin {recipient}: {e:#}");
-                self.park(envelope, &recipient, &error).await?;
-                "failed"
-            }
-            // The server is away, busy or stalled: retry the event (what was sent is
-            // recorded).
-            Err(e) => return Err(e.context(format!("mailing admin {recipient}"))),
-        };
-        sends
-            .replace_one(
-                doc! { "_id": &record_id },
-                doc! {
-                    "event_id": envelope.event_id.to_string(),
-                    "recipient": &recipient, "outcome": outcome, "at": bson::DateTime::now(),
-                },
-            )
-            .upsert(true)
-            .await?;
-        let counter = if outcome == "sent" {
-            "notifier_mails_sent_total"
-        } else {
-            "notifier_mails_failed_total"
-        };
-        metrics::counter!(counter).increment(1);
+        // A redelivered event finds its entries there already: those inserts fail as
+        // duplicates and change nothing.
+        match outbox.insert_many(&entries).ordered(false).await {
+            Ok(_) => {}
+            Err(e) if only_duplicates(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.wake.notify_one();
         Ok(())
-    }
-
-    /// Parks one recipient's mail of an event in `DLQ`.
-    async fn park(
-        &self,
-        envelope: &EventEnvelope,
-        recipient: &str,
-        error: &str,
-    ) -> anyhow::Result<()> {
-        let original = self.prefix.event_subject(
-            &envelope.aggregate_type,
-            &envelope.aggregate_id.to_string(),
-            &envelope.event_type,
-        );
-        shared::nats::dead_letter(
-            &self.js,
-            &self.prefix,
-            shared::nats::DeadLetter {
-                consumer: CONSUMER,
-                original_subject: &original,
-                original: None,
-                payload: serde_json::to_vec(envelope)?.into(),
-                error,
-                extra: &[(RECIPIENT, recipient)],
-            },
-        )
-        .await
     }
 
     async fn dead_letter(&self, message: &jetstream::Message, error: &str) -> anyhow::Result<()> {
@@ -427,109 +375,66 @@ async fn backlog(js: &jetstream::Context, prefix: &Prefix) -> anyhow::Result<(u6
     Ok((events, waited.try_into().unwrap_or(Duration::ZERO)))
 }
 
+/// Parks a recipient's mail of an event in `DLQ` (with the recipient in a header), so that
+/// `camctl dlq requeue` retries that recipient alone.
+#[derive(Clone)]
+pub struct Park {
+    js: jetstream::Context,
+    prefix: Prefix,
+}
+
+impl Park {
+    pub async fn park(
+        &self,
+        envelope: &EventEnvelope,
+        recipient: &str,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let original = self.prefix.event_subject(
+            &envelope.aggregate_type,
+            &envelope.aggregate_id.to_string(),
+            &envelope.event_type,
+        );
+        shared::nats::dead_letter(
+            &self.js,
+            &self.prefix,
+            shared::nats::DeadLetter {
+                consumer: CONSUMER,
+                original_subject: &original,
+                original: None,
+                payload: serde_json::to_vec(envelope)?.into(),
+                error,
+                extra: &[(RECIPIENT, recipient)],
+            },
+        )
+        .await
+    }
+}
+
+/// True when every failure of an unordered bulk insert is a duplicate key.
+fn only_duplicates(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    match &*error.kind {
+        ErrorKind::InsertMany(failure) => {
+            failure.write_concern_error.is_none()
+                && failure
+                    .write_errors
+                    .as_ref()
+                    .is_some_and(|errors| errors.iter().all(|e| e.code == 11000))
+        }
+        _ => is_duplicate_key(error),
+    }
+}
+
 fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};
     matches!(&*error.kind, ErrorKind::Write(WriteFailure::WriteError(e)) if e.code == 11000)
 }
 
-/// What a mail says: what product, what changed (before → after), who, when.
-struct Content {
-    subject: String,
-    text: String,
-    html: String,
-}
-
-impl Content {
-    fn of(
-        envelope: &EventEnvelope,
-        event: &ProductEvent,
-        name: &str,
-        actor: Option<&Document>,
-    ) -> Self {
-        let who = actor
-            .map(|a| {
-                format!(
-                    "{} ({})",
-                    a.get_str("display_name").unwrap_or_default(),
-                    a.get_str("username").unwrap_or_default()
-                )
-            })
-            .unwrap_or_else(|| "the system".to_owned());
-        let when = envelope
-            .occurred_at
-            .format("%Y-%m-%d %H:%M:%S UTC")
-            .to_string();
-        let (verb, changes): (&str, Vec<(String, String, String)>) = match event {
-            ProductEvent::ProductCreated(created) => {
-                let fields = serde_json::to_value(created).unwrap_or_default();
-                let rows = ["name", "brand", "price", "currency", "description", "specs"]
-                    .iter()
-                    .map(|f| ((*f).to_owned(), "—".to_owned(), show(&fields[*f])))
-                    .collect();
-                ("created", rows)
-            }
-            ProductEvent::ProductUpdated(update) => (
-                "updated",
-                update
-                    .changes
-                    .iter()
-                    .map(|(f, c)| (f.clone(), show(&c.before), show(&c.after)))
-                    .collect(),
-            ),
-            ProductEvent::ProductDeleted(_) => ("deleted", Vec::new()),
-        };
-        let sku = envelope.aggregate_id;
-        let subject = format!("[CamReviews] {name} was {verb}");
-        let mut text = format!("{who} {verb} the product \"{name}\" (SKU {sku}) at {when}.\n");
-        if !changes.is_empty() {
-            text.push_str("\nWhat changed:\n");
-            for (field, before, after) in &changes {
-                text.push_str(&format!("  {field}: {before} -> {after}\n"));
-            }
-        }
-        let escape = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('"', "&quot;")
-        };
-        let mut html = format!(
-            "<p>{} {verb} the product <strong>{}</strong> (SKU <code>{sku}</code>) at {when}.</p>",
-            escape(&who),
-            escape(name)
-        );
-        if !changes.is_empty() {
-            html.push_str("<table><tr><th>field</th><th>before</th><th>after</th></tr>");
-            for (field, before, after) in &changes {
-                html.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(field),
-                    escape(before),
-                    escape(after)
-                ));
-            }
-            html.push_str("</table>");
-        }
-        Self {
-            subject,
-            text,
-            html,
-        }
-    }
-}
-
-fn show(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "—".to_owned(),
-        other => other.to_string(),
-    }
-}
-
 /// The recipient's mailbox: the address as given, the display name only ever as the name.
 /// (Formatting `"{name} <{address}>"` and parsing it would let a name like
 /// `Eve <eve@evil.example>` choose the address.)
-fn recipient_mailbox(
+pub(crate) fn recipient_mailbox(
     display_name: Option<&str>,
     address: &str,
 ) -> Result<lettre::message::Mailbox, lettre::address::AddressError> {
