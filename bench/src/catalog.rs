@@ -219,7 +219,7 @@ async fn start(pg_url: &str, mongo: &MongoConfig, nats: &NatsConfig) -> anyhow::
     })
 }
 
-fn camera(n: usize) -> Value {
+pub fn camera(n: usize) -> Value {
     json!({
         "name": format!("Bench camera {n}"),
         "brand": "Bench",

@@ -1,11 +1,12 @@
 //! The benchmark harness. Every figure is printed next to the raw limit of the store it
 //! depends on, measured in the same run on the same machine, and written as JSON.
 //!
-//! `cargo run --release -p camreviews-bench -- store|catalog|reads|logins|rebuild` (see
+//! `cargo run --release -p camreviews-bench -- store|catalog|reads|logins|mail|rebuild` (see
 //! docs/performance.md).
 
 mod catalog;
 mod logins;
+mod mail;
 mod reads;
 mod rebuild;
 mod stats;
@@ -71,6 +72,15 @@ enum Scenario {
     /// --release -p camreviews-command-api`), next to a raw argon2 verify loop, and its
     /// resident memory before and after bursts of logins 30 at a time.
     Logins,
+    /// Admin mail through the notifier to a local SMTP sink, next to a raw lettre send loop
+    /// to the same sink: plain mails/s, and a burst of changes with many admins (changes/s,
+    /// mails/s, time until every admin has every change).
+    Mail {
+        #[arg(long, default_value_t = 50)]
+        admins: usize,
+        #[arg(long, default_value_t = 1000)]
+        changes: usize,
+    },
     Rebuild {
         /// Events in the store (half product creations, half updates).
         #[arg(long, default_value_t = 20_000)]
@@ -97,6 +107,9 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Reads => reads::run(&servers(&cli), &cli.concurrency, duration).await?,
         Scenario::Logins => {
             logins::run(&cli.admin_url, &cli.nats_url, &cli.concurrency, duration).await?
+        }
+        Scenario::Mail { admins, changes } => {
+            mail::run(&servers(&cli), duration, admins, changes).await?
         }
         Scenario::Rebuild { events } => {
             rebuild::run(&cli.admin_url, &cli.mongodb_url, events).await?

@@ -326,8 +326,19 @@ async fn a_demoted_admin_is_refused_by_query_api_and_the_notifier_within_two_sec
     assert_eq!(created.status, 201, "{:?}", created.body);
     let ada = api.login("ada", "ada-password").await;
 
-    let directory = camreviews_tests::eventually(Duration::from_secs(10), || async {
+    // Setting up (slow on a loaded machine): the read side is ready and lists ada's
+    // directory to her. The timing under test starts at the demotion.
+    for service in [&query, &notifier] {
+        camreviews_tests::eventually(Duration::from_secs(30), || async {
+            (service.get("/readyz", None).await.status == 200).then_some(())
+        })
+        .await;
+    }
+    let directory = camreviews_tests::eventually(Duration::from_secs(30), || async {
         let reply = query.get("/api/v1/users", Some(&ada.access)).await;
+        if reply.status != 200 {
+            eprintln!("the directory answered {}: {:?}", reply.status, reply.body);
+        }
         (reply.status == 200).then_some(reply)
     })
     .await;
