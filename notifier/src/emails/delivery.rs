@@ -118,26 +118,40 @@ impl Dispatcher {
         let this = Arc::new(self);
         let mut recipients: HashMap<String, Recipient> = HashMap::new();
         let mut working: JoinSet<(String, anyhow::Result<Outcome>)> = JoinSet::new();
-        let mut last_scan = Instant::now() - TICK;
+        // Who had changes waiting at the last look, not yet started.
+        let mut waiting: HashMap<String, (usize, Duration)> = HashMap::new();
+        let mut last_scan: Option<Instant> = None;
+        let mut woken = true;
         loop {
-            // At most a few looks at the outbox per second, however often changes arrive.
-            let since = last_scan.elapsed();
-            if since < MIN_SCAN {
-                tokio::time::sleep(MIN_SCAN - since).await;
-            }
-            last_scan = Instant::now();
             while let Some(done) = working.try_join_next() {
                 if let Ok((recipient, outcome)) = done {
                     this.settle(&mut recipients, &recipient, outcome);
                 }
             }
-            if let Err(e) = this.start_due(&mut recipients, &mut working).await {
-                tracing::warn!(error = format!("{e:#}"), "reading the mail outbox failed");
+            // At most ten looks at the outbox a second, however often changes arrive; one at
+            // least every `TICK`.
+            let since = last_scan.map_or(TICK, |t| t.elapsed());
+            if (woken && since >= MIN_SCAN) || since >= TICK {
+                match this.waiting().await {
+                    Ok(found) => {
+                        this.publish_lag(&found);
+                        waiting = found;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "reading the mail outbox failed");
+                    }
+                }
+                last_scan = Some(Instant::now());
+                woken = false;
             }
+            // A delivery that ends starts the next due recipient at once, without a new look.
+            this.start_due(&mut recipients, &mut working, &mut waiting);
+            let since = last_scan.map_or(TICK, |t| t.elapsed());
+            let next_look = TICK.saturating_sub(since);
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = this.wake.notified() => {}
-                () = tokio::time::sleep(TICK) => {}
+                () = this.wake.notified() => woken = true,
+                () = tokio::time::sleep(next_look.max(Duration::from_millis(10))) => {}
                 Some(Ok((recipient, outcome))) = working.join_next(), if !working.is_empty() => {
                     this.settle(&mut recipients, &recipient, outcome);
                 }
@@ -145,6 +159,18 @@ impl Dispatcher {
         }
         // Mails on their way finish (each is bounded by its deadline) and are recorded.
         while working.join_next().await.is_some() {}
+    }
+
+    fn publish_lag(&self, waiting: &HashMap<String, (usize, Duration)>) {
+        let total: usize = waiting.values().map(|(count, _)| count).sum();
+        let oldest = waiting
+            .values()
+            .map(|(_, age)| *age)
+            .max()
+            .unwrap_or_default();
+        metrics::gauge!("notifier_mail_pending_changes").set(total as f64);
+        metrics::gauge!("notifier_mail_pending_recipients").set(waiting.len() as f64);
+        metrics::gauge!("notifier_mail_oldest_pending_seconds").set(oldest.as_secs_f64());
     }
 
     fn settle(
@@ -180,26 +206,28 @@ impl Dispatcher {
 
     /// Starts a delivery for every recipient with changes waiting who is due, as many as
     /// there are connections; publishes what waits.
-    async fn start_due(
+    /// Starts a delivery for every recipient in `waiting` who is due, as many as there are
+    /// connections; the ones started leave `waiting`.
+    fn start_due(
         self: &Arc<Self>,
         recipients: &mut HashMap<String, Recipient>,
         working: &mut JoinSet<(String, anyhow::Result<Outcome>)>,
-    ) -> anyhow::Result<()> {
-        let waiting = self.waiting().await?;
+        waiting: &mut HashMap<String, (usize, Duration)>,
+    ) {
         let now = Instant::now();
         // Forget recipients with nothing waiting whose window has passed: the map holds only
         // recipients with work or a recent mail.
         recipients.retain(|r, s| {
             s.busy || waiting.contains_key(r) || s.ready_at.is_some_and(|t| t > now)
         });
-        let mut oldest = Duration::ZERO;
-        let mut total = 0;
-        for (recipient, (count, age)) in &waiting {
-            total += count;
-            oldest = oldest.max(*age);
+        let mut started = Vec::new();
+        for (recipient, (_, age)) in waiting.iter() {
+            if working.len() >= self.mailer.connections() {
+                break;
+            }
             let state = recipients.entry(recipient.clone()).or_default();
             let due = state.ready_at.is_none_or(|t| t <= now);
-            if state.busy || !due || working.len() >= self.mailer.connections() {
+            if state.busy || !due {
                 continue;
             }
             state.busy = true;
@@ -212,15 +240,15 @@ impl Dispatcher {
                     .is_none_or(|t| t.elapsed().saturating_sub(*age) > self.window);
             let this = self.clone();
             let recipient = recipient.clone();
+            started.push(recipient.clone());
             working.spawn(async move {
                 let outcome = this.deliver(&recipient, quiet).await;
                 (recipient, outcome)
             });
         }
-        metrics::gauge!("notifier_mail_pending_changes").set(total as f64);
-        metrics::gauge!("notifier_mail_pending_recipients").set(waiting.len() as f64);
-        metrics::gauge!("notifier_mail_oldest_pending_seconds").set(oldest.as_secs_f64());
-        Ok(())
+        for recipient in started {
+            waiting.remove(&recipient);
+        }
     }
 
     /// Recipients with changes not yet mailed (pending, or claimed by a notifier that stopped
