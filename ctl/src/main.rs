@@ -3,6 +3,7 @@
 //! works while the services are down.
 
 mod dlq;
+mod mail;
 mod progress;
 mod rebuild;
 mod status;
@@ -86,6 +87,9 @@ enum Command {
     /// Inspect the outbox relay that publishes events to NATS.
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// See how far behind admin mail is.
+    #[command(subcommand)]
+    Notifier(NotifierCommand),
     /// Manage users directly in the event store.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -225,6 +229,12 @@ enum DlqCommand {
 #[derive(Subcommand)]
 enum RelayCommand {
     /// Show how far the relay has published and how far behind it is.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum NotifierCommand {
+    /// Changes not yet mailed, per admin, and how long the oldest has waited.
     Status,
 }
 
@@ -382,6 +392,11 @@ async fn run(cli: Cli) -> anyhow::Result<Done> {
         }
         Command::Relay(RelayCommand::Status) => {
             relay_status(&cli.pool().await?).await?;
+            Ok(Done::Ok)
+        }
+        Command::Notifier(NotifierCommand::Status) => {
+            let (js, prefix) = cli.jetstream().await?;
+            mail::status(&cli.mongo().await?, &js, &prefix).await?;
             Ok(Done::Ok)
         }
         Command::Users(UsersCommand::CreateSuperuser { username, email }) => {

@@ -91,6 +91,56 @@ struct Recipient {
     last_sent: Option<Instant>,
 }
 
+/// What waits for one recipient: changes not yet mailed and the age of the oldest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub recipient: String,
+    pub changes: usize,
+    pub oldest: Duration,
+}
+
+/// Every recipient with changes not yet mailed (pending or on their way), most behind first:
+/// what `/metrics` sums up and `camctl notifier status` lists.
+pub async fn waiting_changes(db: &Database) -> anyhow::Result<Vec<Waiting>> {
+    let now = bson::DateTime::now().timestamp_millis();
+    let mut groups = db
+        .collection::<Document>(OUTBOX)
+        .aggregate([
+            doc! { "$match": { "state": { "$in": [PENDING, SENDING] } } },
+            doc! { "$group": {
+                "_id": "$recipient",
+                "count": { "$sum": 1 },
+                "oldest": { "$min": "$occurred_at" },
+            } },
+        ])
+        .await?;
+    let mut waiting = Vec::new();
+    while let Some(group) = groups.try_next().await? {
+        let Ok(recipient) = group.get_str("_id") else {
+            continue;
+        };
+        let oldest = group
+            .get_datetime("oldest")
+            .map_or(now, |d| d.timestamp_millis());
+        waiting.push(Waiting {
+            recipient: recipient.to_owned(),
+            changes: count_of(&group),
+            oldest: Duration::from_millis(u64::try_from(now - oldest).unwrap_or(0)),
+        });
+    }
+    waiting.sort_by_key(|w| std::cmp::Reverse(w.oldest));
+    Ok(waiting)
+}
+
+fn count_of(group: &Document) -> usize {
+    match group.get("count") {
+        Some(bson::Bson::Int32(n)) => usize::try_from(*n).unwrap_or(0),
+        Some(bson::Bson::Int64(n)) => usize::try_from(*n).unwrap_or(0),
+        Some(bson::Bson::Double(n)) => *n as usize,
+        _ => 0,
+    }
+}
+
 /// How many changes a delivery mailed (0: nothing was left, or it was parked or dropped);
 /// an error when the server was away or stalled (the changes wait again).
 enum Outcome {
@@ -290,12 +340,7 @@ impl Dispatcher {
             let Ok(recipient) = group.get_str("_id") else {
                 continue;
             };
-            let count = match group.get("count") {
-                Some(bson::Bson::Int32(n)) => usize::try_from(*n).unwrap_or(0),
-                Some(bson::Bson::Int64(n)) => usize::try_from(*n).unwrap_or(0),
-                Some(bson::Bson::Double(n)) => *n as usize,
-                _ => 0,
-            };
+            let count = count_of(&group);
             let oldest = group
                 .get_datetime("oldest")
                 .map_or(now, |d| d.timestamp_millis());

@@ -357,7 +357,8 @@ async fn watch_backlog(js: jetstream::Context, prefix: Prefix, shutdown: Cancell
     }
 }
 
-async fn backlog(js: &jetstream::Context, prefix: &Prefix) -> anyhow::Result<(u64, Duration)> {
+/// Events the mail consumer has not finished, and how long the oldest has waited.
+pub async fn backlog(js: &jetstream::Context, prefix: &Prefix) -> anyhow::Result<(u64, Duration)> {
     let stream = js.get_stream(prefix.events_stream()).await?;
     let mut consumer: jetstream::consumer::PullConsumer = stream
         .get_consumer(CONSUMER)

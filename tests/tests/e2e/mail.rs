@@ -288,6 +288,18 @@ async fn mails_wait_out_an_smtp_outage_and_arrive_when_it_ends() {
     .await;
     assert!(age < 60.0, "{age}");
     assert_eq!(notifier.metric("notifier_smtp_failing").await, 1.0);
+    // And camctl says the same, per admin.
+    let (code, out, err) = crate::ctl::camctl(&catalog.env, &["notifier", "status"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("changes not yet mailed    2, to 1 admins"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("bea ") && l.contains(" 2 ")),
+        "{out}"
+    );
 
     sink.restart().await;
     // Both changes arrive, once each and in order (together, in a digest, or one by one).
