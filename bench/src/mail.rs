@@ -82,16 +82,8 @@ async fn raw_loop(sink: &SmtpSink, connections: u32, duration: Duration) -> anyh
 
 /// The new prices (`-> N.00`) mailed to `to`, each once.
 fn prices_mailed(sink: &SmtpSink, to: &str) -> HashSet<u32> {
-    sink.mails()
-        .iter()
-        .filter(|m| m.to.iter().any(|t| t == to))
-        .flat_map(|m| {
-            m.data
-                .split("-> ")
-                .skip(1)
-                .filter_map(|rest| rest.split_once(".00")?.0.parse().ok())
-                .collect::<Vec<u32>>()
-        })
+    camreviews_tests::smtp::prices_mailed(&sink.mails(), to)
+        .into_iter()
         .collect()
 }
 

@@ -126,3 +126,19 @@ async fn session(socket: TcpStream, mails: Arc<Mutex<Vec<Received>>>) {
         }
     }
 }
+
+/// The new prices (`-> N.00`) the mails to `to` announce, in the order they were received and
+/// written.
+pub fn prices_mailed(mails: &[Received], to: &str) -> Vec<u32> {
+    mails
+        .iter()
+        .filter(|m| m.to.iter().any(|t| t == to))
+        .flat_map(|m| {
+            m.data
+                .split("-> ")
+                .skip(1)
+                .filter_map(|rest| rest.split_once(".00")?.0.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}

@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use camreviews_tests::{Process, SmtpSink, Tokens, smtp::Received};
+use camreviews_tests::{
+    Process, SmtpSink, Tokens,
+    smtp::{Received, prices_mailed},
+};
 use serde_json::json;
 
 use crate::catalog::{Catalog, camera, subject_of};
@@ -39,22 +42,6 @@ async fn mails(sink: &SmtpSink, count: usize, within: Duration) -> Vec<Received>
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     sink.mails()
-}
-
-/// The new prices (`-> N.00`) the mails to `to` announce, in the order they were received and
-/// written.
-fn prices_mailed(mails: &[Received], to: &str) -> Vec<u32> {
-    mails
-        .iter()
-        .filter(|m| m.to.iter().any(|t| t == to))
-        .flat_map(|m| {
-            m.data
-                .split("-> ")
-                .skip(1)
-                .filter_map(|rest| rest.split_once(".00")?.0.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
 }
 
 fn recipients(mails: &[Received]) -> Vec<String> {
