@@ -5,6 +5,7 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATA_DIR=${CAMREVIEWS_DATA_DIR:-$ROOT/.data}
 SECANTUS_VERSION=0.5.3-beta.196
+SCHEMATHESIS_VERSION=4.32.5
 TOOLS=$ROOT/.tools
 SECANTUSD_RS=$TOOLS/secantus/bin/secantusd-rs
 STARTED_PIDS=()
@@ -124,6 +125,19 @@ ensure_secantus() {
         || die "could not build secantusd-rs (cargo install secantus-mdb --version $SECANTUS_VERSION)"
     [[ -x $SECANTUSD_RS ]] || die "cargo install secantus-mdb did not produce $SECANTUSD_RS"
     echo "$SECANTUS_VERSION" >"$TOOLS/secantus/VERSION"
+}
+
+# schemathesis (PyPI), which fuzzes both APIs from their own OpenAPI documents, in the
+# project's virtual environment under $TOOLS (SCHEMATHESIS_BIN).
+ensure_schemathesis() {
+    local venv=$TOOLS/venv
+    if [[ $("$venv/bin/schemathesis" --version 2>/dev/null) != *" $SCHEMATHESIS_VERSION" ]]; then
+        log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI) into $venv"
+        python3 -m venv "$venv" || die "could not create $venv (python3 -m venv)"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
+            || die "could not install schemathesis $SCHEMATHESIS_VERSION"
+    fi
+    export SCHEMATHESIS_BIN=$venv/bin/schemathesis
 }
 
 ensure_mongo() { # MongoDB URL, storage directory

@@ -27,6 +27,8 @@ export SECANTUSD_BIN=${SECANTUSD_BIN:-$SECANTUSD_RS}
 ensure_chromium
 # The gateway's shipped configuration is run against the services.
 ensure_nginx
+# Both APIs are fuzzed against their own OpenAPI documents.
+ensure_schemathesis
 
 # Some tests run the service binaries themselves (start-up errors, SIGTERM).
 cargo build --workspace --bins

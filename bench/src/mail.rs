@@ -19,11 +19,10 @@ use lettre::{
     transport::smtp::PoolConfig,
 };
 use serde_json::json;
-use shared::telemetry::{LogFormat, TelemetryConfig};
 
 use crate::{
-    catalog::{Servers, System, with_system},
     stats::{Row, measure},
+    system::{Servers, System, quiet_telemetry, with_system},
 };
 
 pub async fn run(
@@ -117,7 +116,7 @@ async fn through_the_notifier(
             created.status()
         );
     }
-    let created: serde_json::Value = post("/api/v1/products", crate::catalog::camera(0))
+    let created: serde_json::Value = post("/api/v1/products", crate::system::camera(0))
         .await?
         .json()
         .await?;
@@ -136,7 +135,7 @@ async fn through_the_notifier(
     let rounds = 5;
     let started = Instant::now();
     for round in 1..=rounds {
-        post("/api/v1/products", crate::catalog::camera(round)).await?;
+        post("/api/v1/products", crate::system::camera(round)).await?;
         seen = wait_for(seen + admins, Duration::from_secs(60)).await;
     }
     let plain = started.elapsed();
@@ -227,21 +226,13 @@ async fn spawn_notifier(
     let src = std::collections::HashMap::from([("SMTP_URL".to_owned(), smtp_url.to_owned())]);
     let app = notifier::Application::build(notifier::Config {
         addr: "127.0.0.1:0".parse()?,
-        read_side: shared::read_side::ReadSideConfig {
-            mongo: system.mongo.clone(),
-            nats: system.nats.clone(),
-            public_key: system.public_key.clone(),
-            access_token_ttl: 3600,
-        },
+        read_side: system.read_side(),
         mail: notifier::mail::MailConfig {
             digest_window: window,
             ..notifier::mail::MailConfig::from_env(&src)?
         },
         ack_delay_ms: 0,
-        telemetry: TelemetryConfig {
-            filter: "warn".into(),
-            format: LogFormat::Pretty,
-        },
+        telemetry: quiet_telemetry(),
     })
     .await?;
     let stop = system.shutdown.child_token();

@@ -11,6 +11,7 @@ mod reads;
 mod rebuild;
 mod stats;
 mod store;
+mod system;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -120,8 +121,8 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn servers(cli: &Cli) -> catalog::Servers {
-    catalog::Servers {
+fn servers(cli: &Cli) -> system::Servers {
+    system::Servers {
         admin_url: cli.admin_url.clone(),
         nats_url: cli.nats_url.clone(),
         mongodb_url: cli.mongodb_url.clone(),

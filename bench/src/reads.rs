@@ -19,8 +19,8 @@ use mongodb::bson::{Document, doc};
 use serde_json::json;
 
 use crate::{
-    catalog::{Servers, System, with_system},
     stats::{Row, measure},
+    system::{Servers, System, quiet_telemetry, with_system},
 };
 
 const PRODUCTS: usize = 20_000;
@@ -197,21 +197,13 @@ async fn scenarios(
 async fn uncached_query_api(system: &System) -> anyhow::Result<String> {
     let query = query_api::Application::build(query_api::Config {
         addr: "127.0.0.1:0".parse()?,
-        read_side: shared::read_side::ReadSideConfig {
-            mongo: system.mongo.clone(),
-            nats: system.nats.clone(),
-            public_key: system.public_key.clone(),
-            access_token_ttl: 3600,
-        },
+        read_side: system.read_side(),
         cache_bytes: 0,
         views_buffer: query_api::views::BUFFER,
         list_index_products: query_api::listing::MAX_PRODUCTS,
         blob_dir: std::env::temp_dir().join("camreviews-bench-blobs"),
         rate_limit: shared::http::RateLimitConfig::OFF,
-        telemetry: shared::telemetry::TelemetryConfig {
-            filter: "warn".into(),
-            format: shared::telemetry::LogFormat::Pretty,
-        },
+        telemetry: quiet_telemetry(),
     })
     .await?;
     let url = format!("http://127.0.0.1:{}", query.port());

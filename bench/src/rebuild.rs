@@ -28,7 +28,7 @@ pub async fn run(admin_url: &str, mongodb_url: &str, events: u64) -> anyhow::Res
     };
     let outcome = async {
         let products = i64::try_from(events / 2)?;
-        let pool = command_api::store::connect(url.as_str(), 4).await?;
+        let pool = eventstore::connect(url.as_str(), 4).await?;
         fill(&pool, products).await?;
         let db = shared::mongo::connect(&mongo, "bench").await?;
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use command_api::store::{self, ExpectedVersion, Metadata, NewEvent, StreamId};
+use eventstore::{self as store, ExpectedVersion, Metadata, NewEvent, StreamId};
 use shared::events::{ProductCreated, ProductEvent};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;

@@ -9,7 +9,9 @@ pub mod http;
 pub mod identity;
 pub mod images;
 pub mod relay;
-pub mod store;
+
+/// The event store, a crate of its own; kept under this name for the handlers' imports.
+pub use eventstore as store;
 
 use std::{sync::Arc, time::Duration};
 

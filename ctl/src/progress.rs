@@ -1,129 +1,132 @@
-//! A one-line progress bar on standard error, with rate and ETA:
+//! Progress bars on standard error (indicatif), with rate and ETA:
 //!
-//! `replaying  [########------------]  41%  41,000/100,000  12,345 events/s  ETA 0:04`
+//! `replaying   [########------------]  41%  41,000/100,000  12,345 events/s  ETA 0:04`
 //!
 //! Drawn at most ten times a second, and only when asked for (`--progress`, by default when
-//! standard error is a terminal), so scripts get clean output.
+//! standard error is a terminal), so scripts get clean output. Asked for explicitly, the bar
+//! is drawn to a pipe or a file too (indicatif on its own draws only to a terminal): a CI log
+//! shows how far a rebuild got.
 
-use std::{
-    io::Write as _,
-    time::{Duration, Instant},
-};
+use std::{fmt, io::IsTerminal as _, sync::Mutex};
 
-pub struct Progress {
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+use crate::cli::When;
+
+/// Redraws per second at most.
+const HZ: u8 = 10;
+
+/// The bar of the phase in hand (replaying, settling...); hidden unless enabled.
+pub struct Bar {
     enabled: bool,
-    label: String,
-    unit: &'static str,
-    total: u64,
-    done: u64,
-    started: Instant,
-    drawn: Option<Instant>,
+    bar: ProgressBar,
 }
 
-impl Progress {
-    pub fn new(enabled: bool) -> Self {
+impl Bar {
+    pub fn new(when: When) -> Self {
+        let enabled = match when {
+            When::Always => true,
+            When::Never => false,
+            When::Auto => std::io::stderr().is_terminal(),
+        };
         Self {
             enabled,
-            label: String::new(),
-            unit: "events",
-            total: 0,
-            done: 0,
-            started: Instant::now(),
-            drawn: None,
+            bar: ProgressBar::hidden(),
         }
     }
 
-    /// Starts a new phase of `total` items.
+    /// Starts a new phase of `total` items, on a line of its own.
     pub fn start(&mut self, label: &str, unit: &'static str, total: u64) {
-        self.label = label.to_owned();
-        self.unit = unit;
-        self.total = total;
-        self.done = 0;
-        self.started = Instant::now();
-        self.drawn = None;
-        self.draw(true);
+        self.bar = ProgressBar::with_draw_target(Some(total), self.target())
+            .with_style(style(unit))
+            .with_prefix(label.to_owned());
+        self.bar.tick();
     }
 
     /// Grows the total (more arrived while catching up).
     pub fn extend_to(&mut self, total: u64) {
-        self.total = self.total.max(total);
+        if self.bar.length().is_none_or(|len| len < total) {
+            self.bar.set_length(total);
+        }
     }
 
     pub fn advance(&mut self, items: u64) {
-        self.done += items;
-        self.draw(false);
+        self.bar.inc(items);
     }
 
-    pub fn done(&self) -> u64 {
-        self.done
-    }
-
-    /// Draws the final state and ends the line.
+    /// Draws the final state, complete, and ends the line.
     pub fn finish(&mut self) {
-        self.draw(true);
+        // Whatever was counted is the whole phase: the last line reads 100%.
+        let len = self.bar.length().unwrap_or(0).max(self.bar.position());
+        self.bar.set_length(len);
+        self.bar.finish();
         if self.enabled {
             eprintln!();
         }
     }
 
-    fn draw(&mut self, force: bool) {
+    fn target(&self) -> ProgressDrawTarget {
         if !self.enabled {
-            return;
+            ProgressDrawTarget::hidden()
+        } else if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr_with_hz(HZ)
+        } else {
+            ProgressDrawTarget::term_like_with_hz(Box::new(Lines::new(std::io::stderr())), HZ)
         }
-        let now = Instant::now();
-        if !force
-            && self
-                .drawn
-                .is_some_and(|at| now - at < Duration::from_millis(100))
-        {
-            return;
-        }
-        self.drawn = Some(now);
-        let line = render(
-            &self.label,
-            self.unit,
-            self.done,
-            self.total,
-            self.started.elapsed(),
-        );
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\r{line}\x1b[K");
-        let _ = err.flush();
     }
 }
 
-/// The bar's text, without control characters.
-pub fn render(label: &str, unit: &str, done: u64, total: u64, elapsed: Duration) -> String {
-    const WIDTH: u64 = 20;
-    let fraction = if total == 0 {
-        1.0
-    } else {
-        (done as f64 / total as f64).min(1.0)
+/// A rebuild draws its phases on the bar.
+impl projector::rebuild::Progress for Bar {
+    fn start(&mut self, phase: &str, unit: &'static str, total: u64) {
+        Bar::start(self, phase, unit, total);
+    }
+
+    fn extend_to(&mut self, total: u64) {
+        Bar::extend_to(self, total);
+    }
+
+    fn advance(&mut self, items: u64) {
+        Bar::advance(self, items);
+    }
+
+    fn finish(&mut self) {
+        Bar::finish(self);
+    }
+}
+
+/// `label [bar] share done/total rate unit/s ETA m:ss`.
+fn style(unit: &'static str) -> ProgressStyle {
+    const TEMPLATE: &str =
+        "{prefix:<11} [{bar:20}] {share:>3}%  {human_pos}/{human_len}  {rate}  ETA {clock}";
+    let Ok(style) = ProgressStyle::with_template(TEMPLATE) else {
+        // The template is a constant (a test parses it): this is not reached.
+        return ProgressStyle::default_bar();
     };
-    let filled = (fraction * WIDTH as f64).round() as u64;
-    let bar: String = (0..WIDTH)
-        .map(|i| if i < filled { '#' } else { '-' })
-        .collect();
-    let seconds = elapsed.as_secs_f64();
-    let rate = if seconds > 0.0 {
-        done as f64 / seconds
-    } else {
-        0.0
-    };
-    let eta = if rate > 0.0 && total > done {
-        clock(((total - done) as f64 / rate).round() as u64)
-    } else if total <= done {
-        "0:00".to_owned()
-    } else {
-        "--:--".to_owned()
-    };
-    format!(
-        "{label:<11} [{bar}] {:>3}%  {}/{}  {} {unit}/s  ETA {eta}",
-        (fraction * 100.0).floor() as u64,
-        grouped(done),
-        grouped(total),
-        grouped(rate.round() as u64),
-    )
+    style
+        .progress_chars("#-")
+        .with_key("share", |state: &ProgressState, w: &mut dyn fmt::Write| {
+            // Rounded down: 100% only when complete.
+            let _ = write!(w, "{}", (state.fraction() * 100.0).floor() as u64);
+        })
+        .with_key(
+            "rate",
+            move |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let per_sec = state.per_sec();
+                let per_sec = if per_sec.is_finite() { per_sec } else { 0.0 };
+                let _ = write!(w, "{} {unit}/s", HumanCount(per_sec.round() as u64));
+            },
+        )
+        .with_key("clock", |state: &ProgressState, w: &mut dyn fmt::Write| {
+            let left = state.len().unwrap_or(0).saturating_sub(state.pos());
+            let _ = if left == 0 || state.is_finished() {
+                w.write_str("0:00")
+            } else if state.pos() == 0 {
+                w.write_str("--:--")
+            } else {
+                w.write_str(&clock(state.eta().as_secs()))
+            };
+        })
 }
 
 fn clock(seconds: u64) -> String {
@@ -139,42 +142,159 @@ fn clock(seconds: u64) -> String {
     }
 }
 
-/// `1234567` → `1,234,567`.
+/// `1234567` → `1,234,567` (a `String`, so it pads in a table column).
 pub fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
+    HumanCount(n).to_string()
+}
+
+/// A terminal as indicatif sees it, over any writer: each redraw returns to the start of the
+/// line and clears it. Lines are never wrapped (a pipe has no width).
+struct Lines<W> {
+    out: Mutex<W>,
+}
+
+impl<W: std::io::Write + Send> Lines<W> {
+    fn new(out: W) -> Self {
+        Self {
+            out: Mutex::new(out),
         }
-        out.push(c);
     }
-    out
+
+    fn write(&self, text: &str) -> std::io::Result<()> {
+        match self.out.lock() {
+            Ok(mut out) => out.write_all(text.as_bytes()),
+            // A panic while drawing: the bar is not worth a second one.
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn move_cursor(&self, n: usize, direction: char) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}{direction}"))
+    }
+}
+
+impl<W> fmt::Debug for Lines<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Lines")
+    }
+}
+
+impl<W: std::io::Write + Send> indicatif::TermLike for Lines<W> {
+    fn width(&self) -> u16 {
+        u16::MAX
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.move_cursor(n, 'A')
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.move_cursor(n, 'B')
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.move_cursor(n, 'C')
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.move_cursor(n, 'D')
+    }
+
+    fn write_line(&self, line: &str) -> std::io::Result<()> {
+        self.write(&format!("{line}\n"))
+    }
+
+    fn write_str(&self, text: &str) -> std::io::Result<()> {
+        self.write(text)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.write("\r\x1b[2K")
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        match self.out.lock() {
+            Ok(mut out) => out.flush(),
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
+    /// A writer whose bytes the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    fn bar_into(out: &Captured, total: u64) -> ProgressBar {
+        ProgressBar::with_draw_target(
+            Some(total),
+            ProgressDrawTarget::term_like_with_hz(Box::new(Lines::new(out.clone())), HZ),
+        )
+        .with_style(style("events"))
+        .with_prefix("replaying")
+    }
+
     #[test]
-    fn the_bar_shows_share_rate_and_eta() {
-        let line = render(
-            "replaying",
-            "events",
-            41_000,
-            100_000,
-            Duration::from_secs(2),
+    fn the_bar_shows_share_counts_rate_and_eta() {
+        let out = Captured::default();
+        let bar = bar_into(&out, 100_000);
+        bar.inc(41_000);
+        bar.tick();
+        let text = out.text();
+        assert!(
+            text.contains("replaying   [########------------]  41%  41,000/100,000  "),
+            "{text:?}"
         );
-        assert_eq!(
-            line,
-            "replaying   [########------------]  41%  41,000/100,000  20,500 events/s  ETA 0:03"
+        assert!(
+            text.contains(" events/s  ETA ") && !text.contains('\n'),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn the_last_line_reads_100_percent_and_eta_0() {
+        let out = Captured::default();
+        let bar = bar_into(&out, 2);
+        bar.inc(2);
+        bar.finish();
+        let text = out.text();
+        let last = text.rsplit('\r').next().unwrap_or_default();
+        assert!(
+            last.contains("100%  2/2") && last.contains("events/s  ETA 0:00"),
+            "{text:?}"
         );
     }
 
     #[test]
     fn an_empty_phase_is_complete() {
-        let line = render("switching", "events", 0, 0, Duration::ZERO);
-        assert!(line.contains("100%") && line.contains("ETA 0:00"), "{line}");
+        let out = Captured::default();
+        bar_into(&out, 0).finish();
+        assert!(out.text().contains("100%  0/0"), "{:?}", out.text());
     }
 
     #[test]

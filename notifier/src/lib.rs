@@ -1,6 +1,6 @@
-//! notifier: consumes EVENTS and VIEWS to email admins, tally anonymous views and push live
-//! notifications. So far it tallies views exactly ([`views`]), serves its health and metrics
-//! and follows session revocations; admin emails and live notifications come next.
+//! notifier: consumes EVENTS and VIEWS to email admins ([`emails`], sent through [`mail`]),
+//! tally anonymous views exactly ([`views`]) and push live notifications to admins ([`live`]);
+//! it serves its health and metrics and follows session revocations.
 
 pub mod emails;
 pub mod live;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer};
 use chrono::{DateTime, Timelike, Utc};
-use futures::{FutureExt as _, StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use mongodb::{
     Database, IndexModel,
     bson::{self, Document, doc},
@@ -68,22 +68,10 @@ impl Tally {
             .await
             .context("reading VIEWS")?;
         let mut messages = consumer.messages().await?;
-        loop {
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                next = messages.next() => match next {
-                    Some(message) => message?,
-                    None => anyhow::bail!("the VIEWS reader ended"),
-                },
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match messages.next().now_or_never() {
-                    Some(Some(message)) => batch.push(message?),
-                    Some(None) => anyhow::bail!("the VIEWS reader ended"),
-                    None => break,
-                }
-            }
+        while let Some(batch) =
+            shared::consumer::next_batch(&mut messages, MAX_BATCH, shutdown, "the VIEWS reader")
+                .await?
+        {
             let mut views = Vec::with_capacity(batch.len());
             let mut last = 0;
             for message in &batch {
@@ -115,6 +103,7 @@ impl Tally {
             metrics::counter!("notifier_views_tallied_total").increment(tallied.unsigned_abs());
             metrics::gauge!("notifier_views_position").set(last as f64);
         }
+        Ok(())
     }
 
     async fn checkpoint(&self) -> anyhow::Result<u64> {

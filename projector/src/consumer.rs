@@ -17,7 +17,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
-use futures::{FutureExt as _, StreamExt};
+
 use mongodb::Database;
 use shared::{EventEnvelope, nats::Prefix};
 use tokio::sync::Notify;
@@ -177,25 +177,13 @@ impl Projector {
             .await
             .context("creating the projector consumer")?;
         let mut messages = consumer.messages().await?;
-        loop {
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                next = messages.next() => match next {
-                    Some(message) => message?,
-                    None => anyhow::bail!("the consumer's message stream ended"),
-                },
-            };
-            // Whatever else has arrived joins the batch; nothing waits for more.
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match messages.next().now_or_never() {
-                    Some(Some(message)) => batch.push(message?),
-                    Some(None) => anyhow::bail!("the consumer's message stream ended"),
-                    None => break,
-                }
-            }
+        // Whatever else has arrived joins the batch; nothing waits for more.
+        while let Some(batch) =
+            shared::consumer::next_batch(&mut messages, MAX_BATCH, shutdown, "the consumer").await?
+        {
             self.handle(batch).await?;
         }
+        Ok(())
     }
 
     /// Applies a batch and answers each message: ack what is done, redeliver what must wait or

@@ -1,9 +1,12 @@
 //! projector: consumes the EVENTS stream and maintains the MongoDB read models
-//! ([`projections`]), idempotently and in per-aggregate version order ([`consumer`]).
+//! ([`projections`]), idempotently and in per-aggregate version order ([`consumer`]). It also
+//! owns the zero-downtime rebuild of the read models from the event store ([`rebuild`]), which
+//! `camctl projections rebuild` runs.
 
 pub mod checkpoint;
 pub mod consumer;
 pub mod projections;
+pub mod rebuild;
 
 use std::{net::SocketAddr, sync::Arc};
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::events::{DecodeError, EventCatalog};
 
 /// The roles a user can hold. The superuser is an `Admin` with a flag, not a role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Publisher,
@@ -39,13 +39,21 @@ impl std::str::FromStr for Role {
 }
 
 /// Who caused an event: a user and the role they acted in, or nobody (system, start-up seed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Actor {
     pub user_id: Uuid,
     pub role: Role,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "event_id": "0192f5a8-4444-7c3d-9f10-3a4b5c6d7e8f", "event_type": "ProductUpdated",
+    "schema_version": 1, "aggregate_type": "product", "aggregate_id": crate::openapi::ids::SKU,
+    "aggregate_version": 2, "position": 1042, "occurred_at": "2026-11-21T10:00:00Z",
+    "actor": { "user_id": crate::openapi::ids::USER, "role": "admin" },
+    "correlation_id": "0192f5a8-5555-7c3d-9f10-3a4b5c6d7e8f", "causation_id": null,
+    "data": { "changes": { "price": { "before": "1299.99", "after": "1199.00" } } }
+}))]
 pub struct EventEnvelope {
     pub event_id: Uuid,
     pub event_type: String,

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod blobs;
 pub mod config;
+pub mod consumer;
 pub mod cursor;
 pub mod envelope;
 pub mod events;

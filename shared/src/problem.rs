@@ -9,9 +9,11 @@ use axum::{
 use serde::Serialize;
 
 /// One entry of a validation failure: which field, what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
+    #[schema(example = "price")]
     pub field: String,
+    #[schema(example = "must be a decimal amount with at most two decimals")]
     pub message: String,
 }
 
@@ -135,16 +137,30 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ProblemBody<'a> {
+/// The body of every error answer (`application/problem+json`, RFC 9457); its schema is the
+/// `Problem` of the OpenAPI documents.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub struct ProblemBody<'a> {
+    /// `urn:camreviews:problem:<code>`.
     #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    code: &'a str,
+    #[schema(example = "urn:camreviews:problem:not_found")]
+    pub kind: String,
+    /// The status's reason phrase.
+    #[schema(example = "Not Found")]
+    pub title: &'a str,
+    #[schema(example = 404)]
+    pub status: u16,
+    /// What went wrong, for people.
+    #[schema(example = "product not found")]
+    pub detail: String,
+    /// The stable code clients branch on (the table in `API.md`).
+    #[schema(example = "not_found")]
+    pub code: &'a str,
+    /// One entry per field, with `validation_failed` only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldError]>,
+    #[schema(value_type = Vec<FieldError>, required = false)]
+    pub errors: Option<&'a [FieldError]>,
 }
 
 impl IntoResponse for ApiError {

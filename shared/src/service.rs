@@ -65,23 +65,58 @@ pub fn exit_code(outcome: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// How a long-running task is started again after a failure: after a pause that doubles from
+/// `first` up to `max`, and starts over from `first` when the attempt had been running for a
+/// while (four times `max`) before it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub first: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+impl Backoff {
+    /// 200 ms doubling to 5 s.
+    pub const DEFAULT: Self = Self {
+        first: std::time::Duration::from_millis(200),
+        max: std::time::Duration::from_secs(5),
+    };
+}
+
 /// Runs `work` until it finishes cleanly or `shutdown` is cancelled, starting it again with
-/// backoff (200 ms doubling to 5 s) after each failure, which is logged as `what` failing.
-pub async fn keep_running<F, Fut>(what: &str, shutdown: &CancellationToken, mut work: F)
+/// [`Backoff::DEFAULT`] after each failure, which is logged as `what` failing.
+pub async fn keep_running<F, Fut>(what: &str, shutdown: &CancellationToken, work: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let mut backoff = std::time::Duration::from_millis(200);
+    keep_running_with(what, shutdown, Backoff::DEFAULT, work).await;
+}
+
+/// [`keep_running`] with its own backoff. Whatever a failure should also do (a metric, a lag
+/// report, resetting a cache) belongs in `work`, before it returns the error.
+pub async fn keep_running_with<F, Fut>(
+    what: &str,
+    shutdown: &CancellationToken,
+    backoff: Backoff,
+    mut work: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut pause = backoff.first;
     while !shutdown.is_cancelled() {
+        let started = tokio::time::Instant::now();
         match work().await {
             Ok(()) => return,
             Err(e) => tracing::warn!(error = format!("{e:#}"), "{what} failed; retrying"),
         }
+        if started.elapsed() > backoff.max * 4 {
+            pause = backoff.first; // it ran fine for a while: start over
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+        pause = (pause * 2).min(backoff.max);
     }
 }

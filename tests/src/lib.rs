@@ -286,9 +286,7 @@ impl TestEnv {
 
     /// A pool on this test's database, with migrations applied.
     pub async fn pool(&self) -> sqlx::PgPool {
-        command_api::store::connect(&self.database_url, 24)
-            .await
-            .unwrap()
+        eventstore::connect(&self.database_url, 24).await.unwrap()
     }
 
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {

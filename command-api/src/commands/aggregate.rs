@@ -1,24 +1,32 @@
 //! Running a command against any event-sourced aggregate: lock its stream (unless creating),
-//! load it, check `If-Match`, decide, append with the expected version. The lock makes
-//! commands on one aggregate run one at a time; the retry on a version conflict is a safety net
-//! for writers that bypass it.
+//! load it, check `If-Match`, decide with the aggregate's pure `handle`, append with the
+//! expected version. The lock makes commands on one aggregate run one at a time; the retry on
+//! a version conflict is a safety net for writers that bypass it.
 
-use shared::{Actor, ApiError, EventEnvelope, events::EventCatalog};
+use eventstore::{
+    self as store, AppendError, Appended, ExpectedVersion, Metadata, NewEvent, StreamId,
+};
+use shared::{Actor, ApiError, events::EventCatalog};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::store::{self, AppendError, Appended, ExpectedVersion, Metadata, NewEvent, StreamId};
+use crate::domain::aggregate::Aggregate;
 
 const RETRIES: usize = 3;
 
-/// An aggregate as the command layer sees it.
-pub trait Aggregate: Sized {
-    type Event: EventCatalog;
-    /// What to call it in answers ("product", "review").
-    const NAME: &'static str;
-    fn rehydrate(stream: &[EventEnvelope]) -> Result<Option<Self>, shared::events::DecodeError>;
-    fn version(&self) -> i64;
-    fn deleted(&self) -> bool;
+/// What a command did: the state after it, the events it decided and what was appended
+/// (`None` when nothing changed).
+pub struct Executed<A: Aggregate> {
+    pub state: A,
+    pub events: Vec<A::Event>,
+    pub appended: Option<Appended>,
+}
+
+impl<A: Aggregate> Executed<A> {
+    /// The version after the command and what was appended, as write answers show them.
+    pub fn written(self) -> (i64, Option<Appended>) {
+        (self.state.version(), self.appended)
+    }
 }
 
 pub async fn load<A: Aggregate>(tx: &mut PgConnection, id: Uuid) -> Result<Option<A>, ApiError> {
@@ -28,42 +36,34 @@ pub async fn load<A: Aggregate>(tx: &mut PgConnection, id: Uuid) -> Result<Optio
     Ok(A::rehydrate(&stream).map_err(anyhow::Error::from)?)
 }
 
-/// How a command treats the aggregate's stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// The aggregate must not exist yet (an existing id is 409).
-    New,
-    /// The aggregate must exist; `If-Match` holds the version the client saw, if given.
-    Existing { if_match: Option<i64> },
-}
-
-/// The aggregate's version after the command, and what was appended (`None` if nothing
-/// changed). `decide` sees the current state and returns the events.
-pub async fn execute<A, F>(
+/// Runs `command` on aggregate `id`; `if_match` is the version the client saw, if it said.
+pub async fn execute<A>(
     tx: &mut PgConnection,
     id: Uuid,
-    target: Target,
+    if_match: Option<i64>,
     actor: Option<Actor>,
-    decide: F,
-) -> Result<(i64, Option<Appended>), ApiError>
+    command: A::Command,
+) -> Result<Executed<A>, ApiError>
 where
     A: Aggregate,
-    F: Fn(Option<&A>) -> Result<Vec<A::Event>, ApiError>,
+    A::Command: Clone,
+    A::Rejection: Into<ApiError>,
 {
     let stream = StreamId::of::<A::Event>(id);
-    let if_match = match target {
-        Target::New => None,
-        Target::Existing { if_match } => {
-            store::lock_stream(tx, stream)
-                .await
-                .map_err(anyhow::Error::from)?;
-            if_match
-        }
+    let creating = A::creates(&command);
+    let if_match = if creating {
+        None
+    } else {
+        store::lock_stream(tx, stream)
+            .await
+            .map_err(anyhow::Error::from)?;
+        if_match
     };
     for _ in 0..RETRIES {
-        let current = match target {
-            Target::New => None,
-            Target::Existing { .. } => load::<A>(tx, id).await?,
+        let current = if creating {
+            None
+        } else {
+            load::<A>(tx, id).await?
         };
         if let (Some(expected), Some(state)) = (if_match, &current) {
             if state.version() != expected && !state.deleted() {
@@ -73,10 +73,15 @@ where
                 });
             }
         }
-        let events = decide(current.as_ref())?;
-        let version = current.as_ref().map_or(0, A::version);
+        let events =
+            A::handle(current.as_ref(), actor.as_ref(), command.clone()).map_err(Into::into)?;
         if events.is_empty() {
-            return Ok((version, None));
+            let state = current.ok_or_else(|| anyhow::anyhow!("{} decided nothing", A::NAME))?;
+            return Ok(Executed {
+                state,
+                events,
+                appended: None,
+            });
         }
         let expected = match &current {
             None => ExpectedVersion::NoStream,
@@ -96,7 +101,21 @@ where
         )
         .await;
         match appended {
-            Ok(appended) => return Ok((appended.version, Some(appended))),
+            Ok(appended) => {
+                let state = appended
+                    .events
+                    .iter()
+                    .zip(&events)
+                    .fold(current, |state, (envelope, event)| {
+                        A::apply(state, envelope, event)
+                    })
+                    .ok_or_else(|| anyhow::anyhow!("{} events left no state", A::NAME))?;
+                return Ok(Executed {
+                    state,
+                    events,
+                    appended: Some(appended),
+                });
+            }
             Err(AppendError::Conflict { .. }) if current.is_none() => {
                 return Err(ApiError::Conflict(format!(
                     "a {} with this id exists already",

@@ -1,5 +1,6 @@
 //! Commands: load the aggregate, decide with its pure `handle`, append with the expected
-//! version ([`aggregate`]); users have their own flow (accounts and sessions live beside them).
+//! version ([`aggregate`]), for products, reviews and users alike; users also keep their
+//! account row (credentials, sessions) in step in the same transaction.
 
 pub mod aggregate;
 pub mod products;

@@ -1,31 +1,12 @@
 //! Product commands, run by [`super::aggregate::execute`].
 
-use shared::{Actor, ApiError, EventEnvelope, events::ProductEvent};
+use eventstore::Appended;
+use shared::{Actor, ApiError};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::aggregate::{self, Aggregate, Target};
-use crate::{
-    domain::product::{self, Product, ProductCommand},
-    store::Appended,
-};
-
-impl Aggregate for Product {
-    type Event = ProductEvent;
-    const NAME: &'static str = "product";
-
-    fn rehydrate(stream: &[EventEnvelope]) -> Result<Option<Self>, shared::events::DecodeError> {
-        product::rehydrate(stream)
-    }
-
-    fn version(&self) -> i64 {
-        self.version
-    }
-
-    fn deleted(&self) -> bool {
-        self.deleted
-    }
-}
+use super::aggregate;
+use crate::domain::product::{Product, ProductCommand};
 
 pub async fn load(tx: &mut PgConnection, sku: Uuid) -> Result<Option<Product>, ApiError> {
     aggregate::load(tx, sku).await
@@ -39,17 +20,9 @@ pub async fn execute(
     actor: Option<Actor>,
     command: ProductCommand,
 ) -> Result<(i64, Option<Appended>), ApiError> {
-    let target = match command {
-        ProductCommand::Create(_) => Target::New,
-        _ => Target::Existing { if_match },
-    };
-    aggregate::execute::<Product, _>(tx, sku, target, actor, |current| {
-        product::handle(current, command.clone()).map_err(|rejection| match rejection {
-            product::ProductRejection::AlreadyExists => {
-                ApiError::Conflict("a product with this SKU exists already".into())
-            }
-            other => other.into(),
-        })
-    })
-    .await
+    Ok(
+        aggregate::execute::<Product>(tx, sku, if_match, actor, command)
+            .await?
+            .written(),
+    )
 }

@@ -1,31 +1,12 @@
 //! Review commands, run by [`super::aggregate::execute`].
 
-use shared::{Actor, ApiError, EventEnvelope, events::ReviewEvent};
+use eventstore::Appended;
+use shared::{Actor, ApiError};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::aggregate::{self, Aggregate, Target};
-use crate::{
-    domain::review::{self, Review, ReviewCommand},
-    store::Appended,
-};
-
-impl Aggregate for Review {
-    type Event = ReviewEvent;
-    const NAME: &'static str = "review";
-
-    fn rehydrate(stream: &[EventEnvelope]) -> Result<Option<Self>, shared::events::DecodeError> {
-        review::rehydrate(stream)
-    }
-
-    fn version(&self) -> i64 {
-        self.version
-    }
-
-    fn deleted(&self) -> bool {
-        self.deleted
-    }
-}
+use super::aggregate;
+use crate::domain::review::{Review, ReviewCommand};
 
 pub async fn load(tx: &mut PgConnection, id: Uuid) -> Result<Option<Review>, ApiError> {
     aggregate::load(tx, id).await
@@ -39,12 +20,9 @@ pub async fn execute(
     actor: Actor,
     command: ReviewCommand,
 ) -> Result<(i64, Option<Appended>), ApiError> {
-    let target = match command {
-        ReviewCommand::Publish(_) => Target::New,
-        _ => Target::Existing { if_match },
-    };
-    aggregate::execute::<Review, _>(tx, id, target, Some(actor.clone()), |current| {
-        Ok(review::handle(current, &actor, command.clone())?)
-    })
-    .await
+    Ok(
+        aggregate::execute::<Review>(tx, id, if_match, Some(actor), command)
+            .await?
+            .written(),
+    )
 }

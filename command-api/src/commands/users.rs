@@ -1,17 +1,19 @@
-//! User commands. The account row is locked first, so commands on one user run one at a time
-//! and the expected version read from the stream is never stale.
+//! User commands, run by [`super::aggregate::execute`] like every other aggregate's. The
+//! account row (credentials, role, sessions) is locked first, so commands on one user run one
+//! at a time with logins and refreshes, and is kept in step in the same transaction.
 
+use eventstore::Appended;
 use shared::{Actor, ApiError, Role, events::UserEvent};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::aggregate;
 use crate::{
-    domain::user::{self, User, UserCommand},
+    domain::user::{User, UserCommand},
     identity::{
         accounts::{self, InsertError},
         sessions,
     },
-    store::{self, AppendError, Appended, ExpectedVersion, Metadata, NewEvent, StreamId},
 };
 
 /// A validated registration.
@@ -55,11 +57,11 @@ pub async fn register(
         region,
         is_superuser,
     };
-    let events = user::handle(None, actor.as_ref(), command)?;
-    let appended = append(tx, id, ExpectedVersion::NoStream, &events, actor).await?;
-    let user =
-        fold(None, &appended)?.ok_or_else(|| anyhow::anyhow!("registration produced no user"))?;
-    Ok((user, appended))
+    let executed = aggregate::execute::<User>(tx, id, None, actor, command).await?;
+    let appended = executed
+        .appended
+        .ok_or_else(|| anyhow::anyhow!("registration appended nothing"))?;
+    Ok((executed.state, appended))
 }
 
 /// Loads the user (locking its account), runs `command`, applies the account side effects and
@@ -70,15 +72,15 @@ pub async fn execute(
     actor: Option<Actor>,
     command: UserCommand,
 ) -> Result<(User, Option<Appended>), ApiError> {
-    let current = load_locked(tx, id).await?;
-    let events = user::handle(current.as_ref(), actor.as_ref(), command)?;
-    let Some(state) = current else {
+    if accounts::lock(tx, id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .is_none()
+    {
         return Err(ApiError::NotFound("user"));
-    };
-    if events.is_empty() {
-        return Ok((state, None));
     }
-    for event in &events {
+    let executed = aggregate::execute::<User>(tx, id, None, actor, command).await?;
+    for event in &executed.events {
         match event {
             UserEvent::UserRoleChanged { role, .. } => accounts::set_role(tx, id, *role)
                 .await
@@ -91,16 +93,7 @@ pub async fn execute(
             _ => {}
         }
     }
-    let appended = append(
-        tx,
-        id,
-        ExpectedVersion::Exact(state.version),
-        &events,
-        actor,
-    )
-    .await?;
-    let user = fold(Some(state), &appended)?.ok_or(ApiError::NotFound("user"))?;
-    Ok((user, Some(appended)))
+    Ok((executed.state, executed.appended))
 }
 
 /// Ends the user's sessions but `except` (in the account table at once, and as
@@ -140,10 +133,7 @@ pub async fn end_sessions_after(
 
 /// The user as their events tell, without locking anything.
 pub async fn load(tx: &mut PgConnection, id: Uuid) -> Result<Option<User>, ApiError> {
-    let stream = store::read_stream(&mut *tx, "user", id)
-        .await
-        .map_err(anyhow::Error::from)?;
-    Ok(user::rehydrate(&stream).map_err(anyhow::Error::from)?)
+    aggregate::load(tx, id).await
 }
 
 /// The user with its account row locked; `None` if there is no such user.
@@ -155,45 +145,5 @@ pub async fn load_locked(tx: &mut PgConnection, id: Uuid) -> Result<Option<User>
     {
         return Ok(None);
     }
-    let stream = store::read_stream(&mut *tx, "user", id)
-        .await
-        .map_err(anyhow::Error::from)?;
-    Ok(user::rehydrate(&stream).map_err(anyhow::Error::from)?)
-}
-
-async fn append(
-    tx: &mut PgConnection,
-    id: Uuid,
-    expected: ExpectedVersion,
-    events: &[UserEvent],
-    actor: Option<Actor>,
-) -> Result<Appended, ApiError> {
-    let new_events = events
-        .iter()
-        .map(NewEvent::from_domain)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::from)?;
-    store::append_events(
-        tx,
-        StreamId::of::<UserEvent>(id),
-        expected,
-        &new_events,
-        &Metadata::new(actor),
-    )
-    .await
-    .map_err(|e| match e {
-        AppendError::Conflict { .. } => {
-            ApiError::Conflict("the user changed meanwhile; try again".into())
-        }
-        AppendError::Store(e) => ApiError::Internal(e.into()),
-    })
-}
-
-fn fold(state: Option<User>, appended: &Appended) -> Result<Option<User>, ApiError> {
-    let mut state = state;
-    for envelope in &appended.events {
-        let event: UserEvent = envelope.decode().map_err(anyhow::Error::from)?;
-        state = user::apply(state, envelope, &event);
-    }
-    Ok(state)
+    aggregate::load(tx, id).await
 }

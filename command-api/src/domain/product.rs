@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use shared::{
-    EventEnvelope,
+    Actor, EventEnvelope,
     events::{FieldChange, ProductCreated, ProductDeleted, ProductEvent, ProductUpdated},
 };
+
+use super::aggregate::Aggregate;
 
 /// What a product is, folded from its events.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,9 +30,24 @@ pub struct ProductChanges {
     pub specs: Option<BTreeMap<String, String>>,
 }
 
+/// A new product, validated; what is not given takes its default (currency USD, no
+/// description, no specs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewProduct {
+    pub name: String,
+    pub brand: String,
+    pub price: String,
+    pub currency: Option<String>,
+    pub description: Option<String>,
+    pub specs: Option<BTreeMap<String, String>>,
+}
+
+/// The currency of a product created without one.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
 #[derive(Debug, Clone)]
 pub enum ProductCommand {
-    Create(ProductCreated),
+    Create(NewProduct),
     Update(ProductChanges),
     Delete,
 }
@@ -43,36 +60,95 @@ pub enum ProductRejection {
     NotFound,
 }
 
-impl From<ProductRejection> for shared::ApiError {
-    fn from(r: ProductRejection) -> Self {
-        match r {
-            ProductRejection::AlreadyExists => shared::ApiError::Conflict(r.to_string()),
-            ProductRejection::NotFound => shared::ApiError::NotFound("product"),
+impl Aggregate for Product {
+    type Event = ProductEvent;
+    type Command = ProductCommand;
+    type Rejection = ProductRejection;
+    const NAME: &'static str = "product";
+
+    fn creates(command: &ProductCommand) -> bool {
+        matches!(command, ProductCommand::Create(_))
+    }
+
+    fn handle(
+        state: Option<&Product>,
+        _actor: Option<&Actor>,
+        command: ProductCommand,
+    ) -> Result<Vec<ProductEvent>, ProductRejection> {
+        match (state, command) {
+            (None, ProductCommand::Create(new)) => {
+                Ok(vec![ProductEvent::ProductCreated(ProductCreated {
+                    name: new.name,
+                    brand: new.brand,
+                    price: new.price,
+                    currency: new.currency.unwrap_or_else(|| DEFAULT_CURRENCY.to_owned()),
+                    description: new.description.unwrap_or_default(),
+                    specs: new.specs.unwrap_or_default(),
+                })])
+            }
+            (Some(_), ProductCommand::Create(_)) => Err(ProductRejection::AlreadyExists),
+            (None, _) => Err(ProductRejection::NotFound),
+            (Some(p), _) if p.deleted => Err(ProductRejection::NotFound),
+            (Some(p), ProductCommand::Update(changes)) => {
+                let changes = diff(&p.fields, changes);
+                if changes.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![ProductEvent::ProductUpdated(ProductUpdated {
+                    changes,
+                })])
+            }
+            (Some(_), ProductCommand::Delete) => {
+                Ok(vec![ProductEvent::ProductDeleted(ProductDeleted {})])
+            }
         }
     }
-}
 
-pub fn handle(
-    state: Option<&Product>,
-    command: ProductCommand,
-) -> Result<Vec<ProductEvent>, ProductRejection> {
-    match (state, command) {
-        (None, ProductCommand::Create(fields)) => Ok(vec![ProductEvent::ProductCreated(fields)]),
-        (Some(_), ProductCommand::Create(_)) => Err(ProductRejection::AlreadyExists),
-        (None, _) => Err(ProductRejection::NotFound),
-        (Some(p), _) if p.deleted => Err(ProductRejection::NotFound),
-        (Some(p), ProductCommand::Update(changes)) => {
-            let changes = diff(&p.fields, changes);
-            if changes.is_empty() {
-                return Ok(Vec::new());
+    fn apply(
+        state: Option<Product>,
+        envelope: &EventEnvelope,
+        event: &ProductEvent,
+    ) -> Option<Product> {
+        let mut product = match (state, event) {
+            (None, ProductEvent::ProductCreated(fields)) => Product {
+                fields: fields.clone(),
+                deleted: false,
+                version: 0,
+            },
+            (Some(mut p), ProductEvent::ProductUpdated(update)) => {
+                for (field, change) in &update.changes {
+                    let text = || change.after.as_str().unwrap_or_default().to_owned();
+                    match field.as_str() {
+                        "name" => p.fields.name = text(),
+                        "brand" => p.fields.brand = text(),
+                        "price" => p.fields.price = text(),
+                        "currency" => p.fields.currency = text(),
+                        "description" => p.fields.description = text(),
+                        "specs" => {
+                            p.fields.specs =
+                                serde_json::from_value(change.after.clone()).unwrap_or_default()
+                        }
+                        _ => {}
+                    }
+                }
+                p
             }
-            Ok(vec![ProductEvent::ProductUpdated(ProductUpdated {
-                changes,
-            })])
-        }
-        (Some(_), ProductCommand::Delete) => {
-            Ok(vec![ProductEvent::ProductDeleted(ProductDeleted {})])
-        }
+            (Some(mut p), ProductEvent::ProductDeleted(_)) => {
+                p.deleted = true;
+                p
+            }
+            (state, _) => return state,
+        };
+        product.version = envelope.aggregate_version;
+        Some(product)
+    }
+
+    fn version(&self) -> i64 {
+        self.version
+    }
+
+    fn deleted(&self) -> bool {
+        self.deleted
     }
 }
 
@@ -106,59 +182,14 @@ fn diff(current: &ProductCreated, changes: ProductChanges) -> BTreeMap<String, F
     out
 }
 
-pub fn apply(
-    state: Option<Product>,
-    envelope: &EventEnvelope,
-    event: &ProductEvent,
-) -> Option<Product> {
-    let mut product = match (state, event) {
-        (None, ProductEvent::ProductCreated(fields)) => Product {
-            fields: fields.clone(),
-            deleted: false,
-            version: 0,
-        },
-        (Some(mut p), ProductEvent::ProductUpdated(update)) => {
-            for (field, change) in &update.changes {
-                let text = || change.after.as_str().unwrap_or_default().to_owned();
-                match field.as_str() {
-                    "name" => p.fields.name = text(),
-                    "brand" => p.fields.brand = text(),
-                    "price" => p.fields.price = text(),
-                    "currency" => p.fields.currency = text(),
-                    "description" => p.fields.description = text(),
-                    "specs" => {
-                        p.fields.specs =
-                            serde_json::from_value(change.after.clone()).unwrap_or_default()
-                    }
-                    _ => {}
-                }
-            }
-            p
-        }
-        (Some(mut p), ProductEvent::ProductDeleted(_)) => {
-            p.deleted = true;
-            p
-        }
-        (state, _) => return state,
-    };
-    product.version = envelope.aggregate_version;
-    Some(product)
-}
-
-pub fn rehydrate(stream: &[EventEnvelope]) -> Result<Option<Product>, shared::events::DecodeError> {
-    let mut state = None;
-    for envelope in stream {
-        let event: ProductEvent = envelope.decode()?;
-        state = apply(state, envelope, &event);
-    }
-    Ok(state)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use uuid::Uuid;
 
-    fn fields() -> ProductCreated {
+    use super::*;
+    use crate::domain::aggregate::scenario::given;
+
+    fn created() -> ProductCreated {
         ProductCreated {
             name: "Q3".into(),
             brand: "Leica".into(),
@@ -169,26 +200,33 @@ mod tests {
         }
     }
 
-    fn existing() -> Product {
-        Product {
-            fields: fields(),
-            deleted: false,
-            version: 1,
+    fn new_product() -> NewProduct {
+        NewProduct {
+            name: "Q3".into(),
+            brand: "Leica".into(),
+            price: "5995.00".into(),
+            currency: None,
+            description: None,
+            specs: Some(BTreeMap::from([("sensor".into(), "full frame".into())])),
         }
     }
 
+    fn a_product() -> Vec<ProductEvent> {
+        vec![ProductEvent::ProductCreated(created())]
+    }
+
     #[test]
-    fn given_nothing_when_creating_then_product_created() {
-        let events = handle(None, ProductCommand::Create(fields())).unwrap();
-        assert_eq!(events, vec![ProductEvent::ProductCreated(fields())]);
+    fn given_nothing_when_creating_then_product_created_in_the_default_currency() {
+        given::<Product>(Uuid::now_v7(), vec![])
+            .when(None, ProductCommand::Create(new_product()))
+            .then(vec![ProductEvent::ProductCreated(created())]);
     }
 
     #[test]
     fn given_a_product_when_creating_the_same_sku_then_already_exists() {
-        assert_eq!(
-            handle(Some(&existing()), ProductCommand::Create(fields())),
-            Err(ProductRejection::AlreadyExists)
-        );
+        given::<Product>(Uuid::now_v7(), a_product())
+            .when(None, ProductCommand::Create(new_product()))
+            .then_rejected(ProductRejection::AlreadyExists);
     }
 
     #[test]
@@ -198,13 +236,17 @@ mod tests {
             brand: Some("Leica".into()),
             ..Default::default()
         };
-        let events = handle(Some(&existing()), ProductCommand::Update(changes)).unwrap();
-        let [ProductEvent::ProductUpdated(update)] = &events[..] else {
-            panic!("{events:?}")
-        };
-        assert_eq!(update.changes.keys().collect::<Vec<_>>(), ["price"]);
-        assert_eq!(update.changes["price"].before, "5995.00");
-        assert_eq!(update.changes["price"].after, "5795.00");
+        given::<Product>(Uuid::now_v7(), a_product())
+            .when(None, ProductCommand::Update(changes))
+            .then(vec![ProductEvent::ProductUpdated(ProductUpdated {
+                changes: BTreeMap::from([(
+                    "price".to_owned(),
+                    FieldChange {
+                        before: "5995.00".into(),
+                        after: "5795.00".into(),
+                    },
+                )]),
+            })]);
     }
 
     #[test]
@@ -213,34 +255,56 @@ mod tests {
             name: Some("Q3".into()),
             ..Default::default()
         };
-        assert!(
-            handle(Some(&existing()), ProductCommand::Update(same))
-                .unwrap()
-                .is_empty()
-        );
+        given::<Product>(Uuid::now_v7(), a_product())
+            .when(None, ProductCommand::Update(same))
+            .then_nothing();
+    }
+
+    #[test]
+    fn given_an_updated_product_when_updating_back_then_the_change_starts_from_the_update() {
+        let mut events = a_product();
+        events.push(ProductEvent::ProductUpdated(ProductUpdated {
+            changes: BTreeMap::from([(
+                "name".to_owned(),
+                FieldChange {
+                    before: "Q3".into(),
+                    after: "Q3 Monochrom".into(),
+                },
+            )]),
+        }));
+        let back = ProductChanges {
+            name: Some("Q3".into()),
+            ..Default::default()
+        };
+        given::<Product>(Uuid::now_v7(), events)
+            .when(None, ProductCommand::Update(back))
+            .then(vec![ProductEvent::ProductUpdated(ProductUpdated {
+                changes: BTreeMap::from([(
+                    "name".to_owned(),
+                    FieldChange {
+                        before: "Q3 Monochrom".into(),
+                        after: "Q3".into(),
+                    },
+                )]),
+            })]);
     }
 
     #[test]
     fn given_a_deleted_product_when_updating_or_deleting_then_not_found() {
-        let deleted = Product {
-            deleted: true,
-            ..existing()
-        };
+        let mut deleted = a_product();
+        deleted.push(ProductEvent::ProductDeleted(ProductDeleted {}));
         let update = ProductCommand::Update(ProductChanges {
             name: Some("X".into()),
             ..Default::default()
         });
-        assert_eq!(
-            handle(Some(&deleted), update),
-            Err(ProductRejection::NotFound)
-        );
-        assert_eq!(
-            handle(Some(&deleted), ProductCommand::Delete),
-            Err(ProductRejection::NotFound)
-        );
-        assert_eq!(
-            handle(None, ProductCommand::Delete),
-            Err(ProductRejection::NotFound)
-        );
+        given::<Product>(Uuid::now_v7(), deleted.clone())
+            .when(None, update)
+            .then_rejected(ProductRejection::NotFound);
+        given::<Product>(Uuid::now_v7(), deleted)
+            .when(None, ProductCommand::Delete)
+            .then_rejected(ProductRejection::NotFound);
+        given::<Product>(Uuid::now_v7(), vec![])
+            .when(None, ProductCommand::Delete)
+            .then_rejected(ProductRejection::NotFound);
     }
 }

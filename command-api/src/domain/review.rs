@@ -7,6 +7,8 @@ use shared::{
 };
 use uuid::Uuid;
 
+use super::aggregate::Aggregate;
+
 pub const MAX_IMAGES: usize = 10;
 
 /// What a review is, folded from its events.
@@ -63,23 +65,45 @@ pub enum ReviewRejection {
     ImageNotFound,
 }
 
-impl From<ReviewRejection> for shared::ApiError {
-    fn from(r: ReviewRejection) -> Self {
-        use shared::{ApiError, problem::FieldError};
-        match r {
-            ReviewRejection::NotFound => ApiError::NotFound("review"),
-            ReviewRejection::AlreadyExists => ApiError::Conflict(r.to_string()),
-            ReviewRejection::NotYours => ApiError::Forbidden(r.to_string()),
-            ReviewRejection::TooManyImages => {
-                ApiError::Validation(vec![FieldError::new("file", r.to_string())])
-            }
-            ReviewRejection::ImageNotFound => ApiError::NotFound("image"),
-        }
+impl Aggregate for Review {
+    type Event = ReviewEvent;
+    type Command = ReviewCommand;
+    type Rejection = ReviewRejection;
+    const NAME: &'static str = "review";
+
+    fn creates(command: &ReviewCommand) -> bool {
+        matches!(command, ReviewCommand::Publish(_))
+    }
+
+    /// Only people act on reviews: without an actor nothing may change.
+    fn handle(
+        state: Option<&Review>,
+        actor: Option<&Actor>,
+        command: ReviewCommand,
+    ) -> Result<Vec<ReviewEvent>, ReviewRejection> {
+        let actor = actor.ok_or(ReviewRejection::NotYours)?;
+        decide(state, actor, command)
+    }
+
+    fn apply(
+        state: Option<Review>,
+        envelope: &EventEnvelope,
+        event: &ReviewEvent,
+    ) -> Option<Review> {
+        fold(state, envelope, event)
+    }
+
+    fn version(&self) -> i64 {
+        self.version
+    }
+
+    fn deleted(&self) -> bool {
+        self.deleted
     }
 }
 
 /// Decides what `actor` doing `command` to the review means.
-pub fn handle(
+fn decide(
     state: Option<&Review>,
     actor: &Actor,
     command: ReviewCommand,
@@ -136,11 +160,7 @@ pub fn handle(
     })
 }
 
-pub fn apply(
-    state: Option<Review>,
-    envelope: &EventEnvelope,
-    event: &ReviewEvent,
-) -> Option<Review> {
+fn fold(state: Option<Review>, envelope: &EventEnvelope, event: &ReviewEvent) -> Option<Review> {
     let mut review = match (state, event) {
         (
             None,
@@ -199,18 +219,12 @@ pub fn apply(
     Some(review)
 }
 
-pub fn rehydrate(stream: &[EventEnvelope]) -> Result<Option<Review>, shared::events::DecodeError> {
-    let mut state = None;
-    for envelope in stream {
-        let event: ReviewEvent = envelope.decode()?;
-        state = apply(state, envelope, &event);
-    }
-    Ok(state)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::aggregate::scenario::given;
+
+    const ID: Uuid = Uuid::from_u128(42);
 
     fn author() -> Actor {
         Actor {
@@ -219,17 +233,15 @@ mod tests {
         }
     }
 
-    fn review() -> Review {
-        Review {
+    fn published() -> Vec<ReviewEvent> {
+        vec![ReviewEvent::ReviewPublished {
             product_sku: Uuid::from_u128(9),
             author_id: author().user_id,
+            region: "europe".into(),
             title: "Sharp".into(),
             body: "Very sharp.".into(),
             rating: 4,
-            images: Vec::new(),
-            deleted: false,
-            version: 1,
-        }
+        }]
     }
 
     fn image(n: u128) -> ImageMeta {
@@ -243,84 +255,104 @@ mod tests {
         }
     }
 
+    fn rate(rating: u8) -> ReviewCommand {
+        ReviewCommand::Edit(Edit {
+            rating: Some(rating),
+            ..Edit::default()
+        })
+    }
+
     #[test]
-    fn only_the_author_or_an_admin_may_change_a_review() {
+    fn given_nothing_when_publishing_then_published_by_the_actor() {
+        let draft = Draft {
+            product_sku: Uuid::from_u128(9),
+            region: "europe".into(),
+            title: "Sharp".into(),
+            body: "Very sharp.".into(),
+            rating: 4,
+        };
+        given::<Review>(ID, vec![])
+            .when(Some(&author()), ReviewCommand::Publish(draft))
+            .then(published());
+    }
+
+    #[test]
+    fn given_a_review_when_a_stranger_edits_then_not_yours_but_the_author_and_admins_may() {
         let stranger = Actor {
             user_id: Uuid::from_u128(2),
             role: Role::Publisher,
         };
-        let edit = || {
-            ReviewCommand::Edit(Edit {
-                rating: Some(5),
-                ..Edit::default()
-            })
-        };
-        assert_eq!(
-            handle(Some(&review()), &stranger, edit()).unwrap_err(),
-            ReviewRejection::NotYours
-        );
+        given::<Review>(ID, published())
+            .when(Some(&stranger), rate(5))
+            .then_rejected(ReviewRejection::NotYours);
+        given::<Review>(ID, published())
+            .when(None, rate(5))
+            .then_rejected(ReviewRejection::NotYours);
         let admin = Actor {
             user_id: Uuid::from_u128(3),
             role: Role::Admin,
         };
-        assert_eq!(handle(Some(&review()), &admin, edit()).unwrap().len(), 1);
-        assert_eq!(handle(Some(&review()), &author(), edit()).unwrap().len(), 1);
+        let rated_5 = vec![ReviewEvent::ReviewEdited {
+            title: None,
+            body: None,
+            rating: Some(5),
+        }];
+        given::<Review>(ID, published())
+            .when(Some(&admin), rate(5))
+            .then(rated_5.clone());
+        given::<Review>(ID, published())
+            .when(Some(&author()), rate(5))
+            .then(rated_5);
     }
 
     #[test]
-    fn an_edit_records_only_what_changes() {
+    fn given_a_review_when_editing_then_only_what_changes_is_recorded() {
         let same = ReviewCommand::Edit(Edit {
             title: Some("Sharp".into()),
             rating: Some(4),
             ..Edit::default()
         });
-        assert!(handle(Some(&review()), &author(), same).unwrap().is_empty());
-        let events = handle(
-            Some(&review()),
-            &author(),
-            ReviewCommand::Edit(Edit {
-                title: Some("Sharp".into()),
-                rating: Some(2),
-                ..Edit::default()
-            }),
-        )
-        .unwrap();
-        assert_eq!(
-            events,
-            [ReviewEvent::ReviewEdited {
+        given::<Review>(ID, published())
+            .when(Some(&author()), same)
+            .then_nothing();
+        let edit = ReviewCommand::Edit(Edit {
+            title: Some("Sharp".into()),
+            rating: Some(2),
+            ..Edit::default()
+        });
+        given::<Review>(ID, published())
+            .when(Some(&author()), edit)
+            .then(vec![ReviewEvent::ReviewEdited {
                 title: None,
                 body: None,
-                rating: Some(2)
-            }]
-        );
+                rating: Some(2),
+            }]);
     }
 
     #[test]
-    fn the_eleventh_image_is_refused_and_removing_an_unknown_one_is_not_found() {
-        let mut full = review();
-        full.images = (0..10).map(image).collect();
-        let refused = handle(
-            Some(&full),
-            &author(),
-            ReviewCommand::AttachImage(image(10)),
-        );
-        assert_eq!(refused.unwrap_err(), ReviewRejection::TooManyImages);
-        let unknown = handle(
-            Some(&full),
-            &author(),
-            ReviewCommand::RemoveImage(Uuid::from_u128(77)),
-        );
-        assert_eq!(unknown.unwrap_err(), ReviewRejection::ImageNotFound);
+    fn given_ten_images_when_attaching_an_eleventh_then_too_many_and_an_unknown_one_is_not_found() {
+        let mut full = published();
+        full.extend((0..10).map(|n| ReviewEvent::ReviewImageAttached(image(n))));
+        given::<Review>(ID, full.clone())
+            .when(Some(&author()), ReviewCommand::AttachImage(image(10)))
+            .then_rejected(ReviewRejection::TooManyImages);
+        given::<Review>(ID, full.clone())
+            .when(Some(&author()), ReviewCommand::AttachImage(image(3)))
+            .then_nothing();
+        given::<Review>(ID, full)
+            .when(
+                Some(&author()),
+                ReviewCommand::RemoveImage(Uuid::from_u128(77)),
+            )
+            .then_rejected(ReviewRejection::ImageNotFound);
     }
 
     #[test]
-    fn a_deleted_review_is_gone() {
-        let mut gone = review();
-        gone.deleted = true;
-        let edit = ReviewCommand::Edit(Edit::default());
-        assert_eq!(
-            handle(Some(&gone), &author(), edit).unwrap_err(),
-            ReviewRejection::NotFound
-        );
+    fn given_a_deleted_review_when_editing_then_not_found() {
+        let mut gone = published();
+        gone.push(ReviewEvent::ReviewDeleted {});
+        given::<Review>(ID, gone)
+            .when(Some(&author()), ReviewCommand::Edit(Edit::default()))
+            .then_rejected(ReviewRejection::NotFound);
     }
 }

@@ -6,8 +6,15 @@ use serde::Serialize;
 use shared::{Actor, EventEnvelope, Role, events::UserEvent};
 use uuid::Uuid;
 
+use super::aggregate::Aggregate;
+
 /// The state of one user, folded from its events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "id": shared::openapi::ids::USER, "username": "ana", "email": "ana@example.com",
+    "display_name": "Ana", "role": "publisher", "region": "south-america",
+    "is_superuser": false, "created_at": "2026-11-21T10:00:00Z"
+}))]
 pub struct User {
     pub id: Uuid,
     pub username: String,
@@ -58,18 +65,39 @@ pub enum UserRejection {
     SuperuserProtected,
 }
 
-impl From<UserRejection> for shared::ApiError {
-    fn from(r: UserRejection) -> Self {
-        match r {
-            UserRejection::NotFound => shared::ApiError::NotFound("user"),
-            UserRejection::AlreadyExists => shared::ApiError::Conflict(r.to_string()),
-            UserRejection::SuperuserProtected => shared::ApiError::SuperuserProtected,
-        }
+impl Aggregate for User {
+    type Event = UserEvent;
+    type Command = UserCommand;
+    type Rejection = UserRejection;
+    const NAME: &'static str = "user";
+
+    fn creates(command: &UserCommand) -> bool {
+        matches!(command, UserCommand::Register { .. })
+    }
+
+    fn handle(
+        state: Option<&User>,
+        actor: Option<&Actor>,
+        command: UserCommand,
+    ) -> Result<Vec<UserEvent>, UserRejection> {
+        decide(state, actor, command)
+    }
+
+    fn apply(state: Option<User>, envelope: &EventEnvelope, event: &UserEvent) -> Option<User> {
+        fold(state, envelope, event)
+    }
+
+    fn version(&self) -> i64 {
+        self.version
+    }
+
+    fn deleted(&self) -> bool {
+        self.deleted
     }
 }
 
 /// Decides what happens; `actor` is who asks (None for the system itself).
-pub fn handle(
+fn decide(
     state: Option<&User>,
     actor: Option<&Actor>,
     command: UserCommand,
@@ -147,7 +175,7 @@ pub fn handle(
 }
 
 /// Folds one event into the state.
-pub fn apply(state: Option<User>, envelope: &EventEnvelope, event: &UserEvent) -> Option<User> {
+fn fold(state: Option<User>, envelope: &EventEnvelope, event: &UserEvent) -> Option<User> {
     let mut user = match (state, event) {
         (
             None,
@@ -202,133 +230,118 @@ pub fn apply(state: Option<User>, envelope: &EventEnvelope, event: &UserEvent) -
     Some(user)
 }
 
-/// Rebuilds a user from its stream.
-pub fn rehydrate(stream: &[EventEnvelope]) -> Result<Option<User>, shared::events::DecodeError> {
-    let mut state = None;
-    for envelope in stream {
-        let event: UserEvent = envelope.decode()?;
-        state = apply(state, envelope, &event);
-    }
-    Ok(state)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::aggregate::scenario::given;
 
-    fn user(is_superuser: bool) -> User {
-        User {
-            id: Uuid::now_v7(),
+    const ID: Uuid = Uuid::from_u128(7);
+
+    fn registered(is_superuser: bool) -> Vec<UserEvent> {
+        vec![UserEvent::UserRegistered {
             username: "ana".into(),
             email: "ana@example.com".into(),
             display_name: "Ana".into(),
             role: Role::Admin,
             region: None,
             is_superuser,
-            created_at: Utc::now(),
-            deleted: false,
-            version: 1,
-        }
+        }]
     }
 
     fn admin() -> Actor {
         Actor {
-            user_id: Uuid::now_v7(),
+            user_id: Uuid::from_u128(8),
             role: Role::Admin,
+        }
+    }
+
+    fn rename(to: &str) -> UserCommand {
+        UserCommand::UpdateProfile {
+            display_name: Some(to.into()),
+            email: None,
+            password_changed: false,
         }
     }
 
     #[test]
     fn given_no_user_when_registering_then_user_registered() {
-        let events = handle(
-            None,
-            None,
-            UserCommand::Register {
-                username: "ana".into(),
-                email: "ana@example.com".into(),
-                display_name: "Ana".into(),
-                role: Role::Publisher,
-                region: Some("europe".into()),
-                is_superuser: false,
-            },
-        )
-        .unwrap();
-        assert!(
-            matches!(&events[..], [UserEvent::UserRegistered { username, .. }] if username == "ana")
-        );
+        let register = UserCommand::Register {
+            username: "ana".into(),
+            email: "ana@example.com".into(),
+            display_name: "Ana".into(),
+            role: Role::Admin,
+            region: None,
+            is_superuser: false,
+        };
+        given::<User>(ID, vec![])
+            .when(None, register)
+            .then(registered(false));
     }
 
     #[test]
     fn given_the_superuser_when_another_admin_changes_anything_then_superuser_protected() {
-        let su = user(true);
-        let other = admin();
-        let update = UserCommand::UpdateProfile {
-            display_name: Some("X".into()),
-            email: None,
-            password_changed: false,
-        };
-        assert_eq!(
-            handle(Some(&su), Some(&other), update),
-            Err(UserRejection::SuperuserProtected)
-        );
-        assert_eq!(
-            handle(Some(&su), Some(&other), UserCommand::Delete),
-            Err(UserRejection::SuperuserProtected)
-        );
-        let demote = UserCommand::ChangeRole {
-            to: Role::Publisher,
-        };
-        assert_eq!(
-            handle(Some(&su), Some(&other), demote),
-            Err(UserRejection::SuperuserProtected)
-        );
+        for command in [
+            rename("X"),
+            UserCommand::Delete,
+            UserCommand::ChangeRole {
+                to: Role::Publisher,
+            },
+        ] {
+            given::<User>(ID, registered(true))
+                .when(Some(&admin()), command)
+                .then_rejected(UserRejection::SuperuserProtected);
+        }
     }
 
     #[test]
     fn given_the_superuser_when_they_change_their_own_profile_then_it_changes() {
-        let su = user(true);
         let me = Actor {
-            user_id: su.id,
+            user_id: ID,
             role: Role::Admin,
         };
-        let update = UserCommand::UpdateProfile {
-            display_name: Some("Boss".into()),
-            email: None,
-            password_changed: false,
-        };
-        let events = handle(Some(&su), Some(&me), update).unwrap();
-        assert!(
-            matches!(&events[..], [UserEvent::UserProfileUpdated { display_name: Some(n), .. }] if n == "Boss")
-        );
+        given::<User>(ID, registered(true))
+            .when(Some(&me), rename("Boss"))
+            .then(vec![UserEvent::UserProfileUpdated {
+                display_name: Some("Boss".into()),
+                email: None,
+                password_changed: false,
+            }]);
     }
 
     #[test]
     fn given_a_user_when_nothing_changes_then_no_event() {
-        let u = user(false);
-        let same = UserCommand::UpdateProfile {
-            display_name: Some("Ana".into()),
-            email: None,
-            password_changed: false,
-        };
-        assert!(handle(Some(&u), Some(&admin()), same).unwrap().is_empty());
-        assert!(
-            handle(
-                Some(&u),
-                Some(&admin()),
-                UserCommand::ChangeRole { to: Role::Admin }
+        given::<User>(ID, registered(false))
+            .when(Some(&admin()), rename("Ana"))
+            .then_nothing();
+        given::<User>(ID, registered(false))
+            .when(Some(&admin()), UserCommand::ChangeRole { to: Role::Admin })
+            .then_nothing();
+    }
+
+    #[test]
+    fn given_a_user_when_sessions_are_revoked_then_one_event_per_session() {
+        let sessions = [Uuid::from_u128(1), Uuid::from_u128(2)];
+        given::<User>(ID, registered(false))
+            .when(
+                None,
+                UserCommand::RevokeSessions {
+                    session_ids: sessions.to_vec(),
+                },
             )
-            .unwrap()
-            .is_empty()
-        );
+            .then(
+                sessions
+                    .iter()
+                    .map(|&session_id| UserEvent::SessionRevoked { session_id })
+                    .collect(),
+            );
     }
 
     #[test]
     fn given_a_deleted_user_when_anything_then_not_found() {
-        let mut u = user(false);
-        u.deleted = true;
-        assert_eq!(
-            handle(Some(&u), Some(&admin()), UserCommand::Delete),
-            Err(UserRejection::NotFound)
-        );
+        let mut deleted = registered(false);
+        deleted.push(UserEvent::UserDeleted {});
+        given::<User>(ID, deleted)
+            .when(Some(&admin()), UserCommand::Delete)
+            .then_rejected(UserRejection::NotFound);
     }
 }

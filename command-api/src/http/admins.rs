@@ -1,21 +1,26 @@
 //! Admins managing admins. The superuser is protected from everyone but themselves.
 
 use axum::{
-    Router,
     extract::{Path, State},
     http::StatusCode,
     response::Response,
-    routing::{post, put},
 };
 use serde::{Deserialize, Serialize};
-use shared::{ApiError, Role, http::ApiJson};
+use shared::{
+    ApiError, Role,
+    http::ApiJson,
+    openapi::{Forbidden, NotFound, SuperuserProtected, Unavailable, UsernameTaken, ids::USER},
+};
 use sqlx::PgConnection;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
     Admin, AppState, Caller,
+    answers::Stamped,
     command::{self, Begun, IdempotencyHeader, Written},
-    users::{parse_role, parse_user_id, user_json},
+    users::{parse_role, parse_user_id},
 };
 use crate::{
     commands::users::{self, Registration},
@@ -26,23 +31,42 @@ use crate::{
     identity::accounts,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admins", post(create_admin))
-        .route(
-            "/api/v1/admins/{id}",
-            put(update_admin).delete(delete_admin),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_admin))
+        .routes(routes!(update_admin, delete_admin))
 }
 
-#[derive(Deserialize, Serialize)]
-struct CreateAdminBody {
+#[derive(Deserialize, Serialize, ToSchema)]
+pub(super) struct CreateAdminBody {
+    /// 3 to 32 of `a-z0-9_.-` (any case; kept in lower case), unique.
+    #[schema(value_type = String, required = true, min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]{3,32}$", example = "bruno")]
     username: Option<String>,
+    #[schema(value_type = String, required = true, format = Email, max_length = 254, example = "bruno@example.com")]
     email: Option<String>,
+    /// 8 to 128 characters.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128, example = "a-long-password")]
     password: Option<String>,
+    /// 1 to 100 characters; the username when absent.
+    #[schema(min_length = 1, max_length = 100, example = "Bruno")]
     display_name: Option<String>,
 }
 
+/// Create an admin
+#[utoipa::path(
+    post,
+    path = "/api/v1/admins",
+    description = "Who may call it: admin.",
+    security(("bearer" = [])),
+    params(IdempotencyHeader),
+    request_body = CreateAdminBody,
+    responses(
+        (status = 201, description = "the new admin; `Location` is its profile", body = Stamped<User>, headers(("X-Event-Position" = i64, description = "the position of the event appended; absent when nothing changed"))),
+        (status = 403, response = inline(Forbidden)),
+        (status = 409, response = inline(UsernameTaken)),
+        (status = 503, response = inline(Unavailable)),
+    )
+)]
 async fn create_admin(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -80,7 +104,7 @@ async fn create_admin(
     };
     let (user, appended) =
         users::register(&mut command.tx, registration, Some(caller.actor())).await?;
-    let written = Written::new(StatusCode::CREATED, user_json(&user))
+    let written = Written::new(StatusCode::CREATED, &user)
         .appended(Some(&appended), appended.version)
         .location(format!("/api/v1/users/{}", user.id));
     command.commit(written).await
@@ -102,14 +126,40 @@ fn guard_superuser(target: &User, caller: &Caller) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize, Serialize)]
-struct UpdateAdminBody {
+/// Any subset of the fields. A new password or role ends every session of theirs.
+#[derive(Deserialize, Serialize, ToSchema)]
+pub(super) struct UpdateAdminBody {
+    #[schema(format = Email, max_length = 254, example = "bruno@example.com")]
     email: Option<String>,
+    /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100, example = "Bruno R.")]
     display_name: Option<String>,
+    /// 8 to 128 characters.
+    #[schema(min_length = 8, max_length = 128, example = "another-long-password")]
     password: Option<String>,
+    #[schema(value_type = Option<Role>, example = "admin")]
     role: Option<String>,
 }
 
+/// Change an admin
+#[utoipa::path(
+    put,
+    path = "/api/v1/admins/{id}",
+    description = "Who may call it: admin.",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "the admin (a UUID)", example = json!(USER)),
+        IdempotencyHeader,
+    ),
+    request_body = UpdateAdminBody,
+    responses(
+        (status = 200, description = "the admin", body = Stamped<User>, headers(("X-Event-Position" = i64, description = "the position of the event appended; absent when nothing changed"))),
+        (status = 403, response = inline(SuperuserProtected)),
+        (status = 404, response = inline(NotFound)),
+        (status = 409, response = inline(shared::openapi::Conflict)),
+        (status = 503, response = inline(Unavailable)),
+    )
+)]
 async fn update_admin(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -175,12 +225,25 @@ async fn update_admin(
         users::end_sessions_after(&mut command.tx, &mut changed, None, reason, actor).await?;
     }
     let (user, appended) = changed;
-    let written =
-        Written::new(StatusCode::OK, user_json(&user)).appended(appended.as_ref(), user.version);
+    let written = Written::new(StatusCode::OK, &user).appended(appended.as_ref(), user.version);
     command.commit(written).await
 }
 
+/// Remove an admin (they can no longer sign in)
+///
 /// Deletes an admin: every session ends, then the user; they can no longer log in.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admins/{id}",
+    description = "Who may call it: admin.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the admin (a UUID)", example = json!(USER))),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 403, response = inline(SuperuserProtected)),
+        (status = 404, response = inline(NotFound)),
+    )
+)]
 async fn delete_admin(
     State(state): State<AppState>,
     Admin(caller): Admin,

@@ -3,20 +3,25 @@
 use std::net::SocketAddr;
 
 use axum::{
-    Json, Router,
+    Json,
     body::Bytes,
     extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode},
     response::Response,
-    routing::post,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use shared::{ApiError, Role, http::ApiJson};
+use shared::{
+    ApiError, Role,
+    http::ApiJson,
+    openapi::{InvalidCredentials, RefreshTokenReused, Unavailable, UsernameTaken},
+};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
     AppState, Caller,
+    answers::{Stamped, TokenPair},
     command::{self, Begun, IdempotencyHeader, Written},
 };
 use crate::{
@@ -28,23 +33,47 @@ use crate::{
     identity::{accounts, sessions},
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/auth/register", post(register))
-        .route("/api/v1/auth/login", post(login))
-        .route("/api/v1/auth/refresh", post(refresh))
-        .route("/api/v1/auth/logout", post(logout))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
 }
 
-#[derive(Deserialize, Serialize)]
-struct RegisterBody {
+/// A registration. Fields are read as optional so that every missing one is named in the 422.
+#[derive(Deserialize, Serialize, ToSchema)]
+pub(super) struct RegisterBody {
+    /// 3 to 32 of `a-z0-9_.-` (any case; kept in lower case), unique.
+    #[schema(value_type = String, required = true, min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]{3,32}$", example = "ana")]
     username: Option<String>,
+    #[schema(value_type = String, required = true, format = Email, max_length = 254, example = "ana@example.com")]
     email: Option<String>,
+    /// 8 to 128 characters.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128, example = "a-long-password")]
     password: Option<String>,
+    /// 1 to 100 characters; the username when absent.
+    #[schema(min_length = 1, max_length = 100, example = "Ana")]
     display_name: Option<String>,
+    /// `south-america`, `north-america`, `central-america`, `europe`, `asia`, `africa` or
+    /// `oceania`.
+    #[schema(value_type = String, required = true, pattern = "^(south-america|north-america|central-america|europe|asia|africa|oceania)$", example = "south-america")]
     region: Option<String>,
 }
 
+/// Register as a publisher
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    description = "Who may call it: anyone.",
+    params(IdempotencyHeader),
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "the new user (role `publisher`); `Location` is its profile", body = Stamped<crate::domain::user::User>, headers(("X-Event-Position" = i64, description = "the position of the event appended; absent when nothing changed"))),
+        (status = 409, response = inline(UsernameTaken)),
+        (status = 503, response = inline(Unavailable)),
+    )
+)]
 async fn register(
     State(state): State<AppState>,
     idempotency: IdempotencyHeader,
@@ -83,15 +112,17 @@ async fn register(
         password_hash,
     };
     let (user, appended) = users::register(&mut command.tx, registration, None).await?;
-    let written = Written::new(StatusCode::CREATED, super::users::user_json(&user))
+    let written = Written::new(StatusCode::CREATED, &user)
         .appended(Some(&appended), appended.version)
         .location(format!("/api/v1/users/{}", user.id));
     command.commit(written).await
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
+#[derive(Deserialize, ToSchema)]
+pub(super) struct LoginBody {
+    #[schema(value_type = String, required = true, example = "ana")]
     username: Option<String>,
+    #[schema(value_type = String, required = true, example = "a-long-password")]
     password: Option<String>,
 }
 
@@ -101,14 +132,14 @@ fn token_pair(
     role: Role,
     session_id: Uuid,
     refresh: String,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenPair>, ApiError> {
     let access = state.issuer.issue(user_id, role, session_id)?;
-    Ok(Json(json!({
-        "access_token": access,
-        "refresh_token": refresh,
-        "token_type": "Bearer",
-        "expires_in": state.issuer.ttl_secs,
-    })))
+    Ok(Json(TokenPair {
+        access_token: access,
+        refresh_token: refresh,
+        token_type: "Bearer",
+        expires_in: state.issuer.ttl_secs,
+    }))
 }
 
 /// The name a login looks up and is throttled under: the registration's normalisation
@@ -121,12 +152,25 @@ fn login_name(raw: &str) -> (String, bool) {
     }
 }
 
+/// Sign in
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    description = "Who may call it: anyone. Failed logins are throttled per username and client \
+                   address (429 with Retry-After).",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "a token pair", body = TokenPair),
+        (status = 401, response = inline(InvalidCredentials)),
+        (status = 503, response = inline(Unavailable)),
+    )
+)]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenPair>, ApiError> {
     let mut fields = Fields::default();
     let username = fields.required("username", body.username.as_deref(), |u| Ok(login_name(u)));
     let given = fields.required("password", body.password.as_deref(), |p| Ok(p.to_owned()));
@@ -178,15 +222,27 @@ async fn login(
     token_pair(&state, account.id, account.role(), session_id, refresh)
 }
 
-#[derive(Deserialize)]
-struct RefreshBody {
+#[derive(Deserialize, ToSchema)]
+pub(super) struct RefreshBody {
+    #[schema(value_type = String, required = true, example = "r1.3f9a…")]
     refresh_token: Option<String>,
 }
 
+/// Swap a refresh token for a new pair
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    description = "Who may call it: anyone holding a refresh token.",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, description = "a new token pair; the old refresh token is revoked", body = TokenPair),
+        (status = 401, response = inline(RefreshTokenReused)),
+    )
+)]
 async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenPair>, ApiError> {
     let mut fields = Fields::default();
     let presented = fields.required("refresh_token", body.refresh_token.as_deref(), |t| {
         Ok(t.to_owned())
@@ -249,14 +305,27 @@ async fn refresh(
     }
 }
 
-#[derive(Deserialize)]
-struct LogoutBody {
+#[derive(Deserialize, ToSchema)]
+pub(super) struct LogoutBody {
     #[allow(dead_code)] // accepted for clients that send it; the session is the caller's
+    #[schema(example = "r1.77c2…")]
     refresh_token: Option<String>,
 }
 
+/// Sign out: the session ends everywhere
+///
 /// Ends the caller's session: its refresh tokens at once, its access tokens here at once and
 /// in the other services when they see `SessionRevoked`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    description = "Who may call it: signed in. The body is optional.",
+    security(("bearer" = [])),
+    request_body(content = Option<LogoutBody>, description = "optional", content_type = "application/json"),
+    responses(
+        (status = 204, description = "signed out"),
+    )
+)]
 async fn logout(
     State(state): State<AppState>,
     caller: Caller,

@@ -69,6 +69,47 @@ impl IdempotencyHeader {
     }
 }
 
+/// The header, in the OpenAPI documents of the writes that take it.
+impl utoipa::IntoParams for IdempotencyHeader {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![header_param(
+            "Idempotency-Key",
+            "repeat a write safely: the same key answers the same (24 hours); 1 to 255 visible \
+             ASCII characters",
+            "0192f5a8-6666-7c3d-9f10-3a4b5c6d7e8f",
+        )]
+    }
+}
+
+/// `If-Match` ([`if_match`]), in the OpenAPI documents of the writes that read it.
+pub struct IfMatch;
+
+impl utoipa::IntoParams for IfMatch {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![header_param(
+            "If-Match",
+            "the version you read (`\"3\"` or `3`); 412 if it moved on",
+            "\"3\"",
+        )]
+    }
+}
+
+fn header_param(name: &str, description: &str, example: &str) -> utoipa::openapi::path::Parameter {
+    use utoipa::PartialSchema as _;
+    utoipa::openapi::path::ParameterBuilder::new()
+        .name(name)
+        .parameter_in(utoipa::openapi::path::ParameterIn::Header)
+        .required(utoipa::openapi::Required::False)
+        .description(Some(description))
+        .schema(Some(String::schema()))
+        .example(Some(example.into()))
+        .build()
+}
+
 /// `If-Match: <version>`, quoted or bare (a weak `W/` prefix is tolerated).
 pub fn if_match(headers: &axum::http::HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
@@ -99,10 +140,11 @@ pub struct Written {
 }
 
 impl Written {
-    pub fn new(status: StatusCode, body: serde_json::Value) -> Self {
+    /// An answer with `body` (a [`super::answers::Stamped`] body once [`Written::appended`]).
+    pub fn new(status: StatusCode, body: impl Serialize) -> Self {
         Self {
             status,
-            body: Some(body),
+            body: Some(serde_json::to_value(body).unwrap_or_default()),
             position: None,
             location: None,
         }

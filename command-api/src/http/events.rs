@@ -7,7 +7,7 @@
 //!   (or `after`, or the head) on.
 //!
 //! Only *settled* positions are served: at most the gap-safe horizon of
-//! [`crate::relay::high_water`], below which no event can still appear. A reader paging or
+//! [`eventstore::horizon`], below which no event can still appear. A reader paging or
 //! tailing by position therefore never skips an event committed late, and the tail is one
 //! cursor over the store — history and live are the same loop, so nothing is missed or repeated
 //! where one turns into the other. Old payloads are served upcast to their type's current
@@ -16,7 +16,6 @@
 use std::{convert::Infallible, time::Duration};
 
 use axum::{
-    Router,
     body::{Body, Bytes},
     extract::{FromRequestParts, State},
     http::{HeaderMap, HeaderValue, header, request::Parts},
@@ -24,22 +23,21 @@ use axum::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
     },
-    routing::get,
 };
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use serde_json::json;
-use shared::{ApiError, EventEnvelope, Role, http::QueryParams};
+use shared::{
+    ApiError, EventEnvelope, Role,
+    http::QueryParams,
+    openapi::{Forbidden, ids::SKU},
+};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{AppState, Caller};
-use crate::{
-    relay::high_water::{self, Scope},
-    store::{self, EventFilter},
-};
+use super::{AppState, Caller, answers::EventsPage};
+use crate::store::{self, EventFilter};
 
 /// Default and largest page of `GET /api/v1/events`.
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -50,10 +48,10 @@ const CHUNK: i64 = 1000;
 const SESSION_CHECK: Duration = Duration::from_secs(2);
 pub const NDJSON: &str = "application/x-ndjson";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/events", get(list))
-        .route("/api/v1/events/stream", get(tail))
+pub fn router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(list))
+        .routes(utoipa_axum::routes!(tail))
 }
 
 /// An admin or an analyst.
@@ -74,81 +72,8 @@ impl FromRequestParts<AppState> for Reader {
     }
 }
 
-/// The settled horizon, kept current for live tails: recomputed whenever the store announces
-/// new events (`events_appended`), and at least every second.
-#[derive(Clone)]
-pub struct Horizon {
-    pool: PgPool,
-    scope: Scope,
-    receiver: watch::Receiver<i64>,
-}
-
-impl Horizon {
-    pub async fn spawn(pool: PgPool, shutdown: CancellationToken) -> Result<Self, sqlx::Error> {
-        let scope = Scope::detect(&pool).await?;
-        let (sender, receiver) = watch::channel(0);
-        let horizon = Self {
-            pool,
-            scope,
-            receiver,
-        };
-        let follower = horizon.clone();
-        tokio::spawn(async move { follower.follow(sender, shutdown).await });
-        Ok(horizon)
-    }
-
-    /// The horizon now, computed afresh (a page or an NDJSON export starts from it). If
-    /// writers in flight do not finish within a second, the last horizon the follower proved
-    /// settled is used: a little older, never unsafe.
-    async fn now(&self) -> Result<i64, ApiError> {
-        let current = *self.receiver.borrow();
-        let settled =
-            high_water::safe_horizon(&self.pool, self.scope, current, Duration::from_secs(1))
-                .await
-                .map_err(anyhow::Error::from)?;
-        Ok(settled.unwrap_or(current).max(current))
-    }
-
-    async fn follow(self, sender: watch::Sender<i64>, shutdown: CancellationToken) {
-        let mut listener = None;
-        loop {
-            if listener.is_none() {
-                match sqlx::postgres::PgListener::connect_with(&self.pool).await {
-                    Ok(mut l) => match l.listen("events_appended").await {
-                        Ok(()) => listener = Some(l),
-                        Err(e) => tracing::warn!(error = %e, "event log cannot listen"),
-                    },
-                    Err(e) => tracing::warn!(error = %e, "event log cannot listen"),
-                }
-            }
-            let current = *sender.borrow();
-            let mut again = Duration::from_secs(1);
-            match high_water::safe_horizon(&self.pool, self.scope, current, again).await {
-                Ok(Some(horizon)) if horizon > current => {
-                    sender.send_replace(horizon);
-                }
-                Ok(Some(_)) => {}
-                // Writers still in flight: look again shortly.
-                Ok(None) => again = Duration::from_millis(10),
-                Err(e) => {
-                    tracing::warn!(error = %e, "event log horizon not updated");
-                    listener = None;
-                }
-            }
-            let notified = async {
-                match listener.as_mut() {
-                    Some(l) => l.recv().await.map(drop),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(again) => {}
-                received = notified => if received.is_err() { listener = None },
-            }
-        }
-    }
-}
+/// The settled horizon, kept current for live tails.
+pub type Horizon = eventstore::horizon::Follower;
 
 /// The filters both endpoints take.
 fn filter(params: &QueryParams) -> Result<EventFilter, ApiError> {
@@ -192,6 +117,31 @@ fn position(raw: &str) -> Result<i64, String> {
     }
 }
 
+/// The event log: a page, or every match as NDJSON (`Accept: application/x-ndjson`)
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    description = "Who may call it: admin or analyst.",
+    security(("bearer" = [])),
+    params(
+        ("after" = Option<i64>, Query, minimum = 0, description = "start after this position", example = 1000),
+        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor` (instead of `after`)", example = "1042"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 20", example = 100),
+        ("type" = Option<String>, Query, description = "event types, comma-separated", example = "ProductCreated,ProductUpdated"),
+        ("aggregate_type" = Option<String>, Query, description = "product, review or user", example = "product"),
+        ("aggregate_id" = Option<uuid::Uuid>, Query, description = "one aggregate", example = json!(SKU)),
+        ("since" = Option<DateTime<Utc>>, Query, description = "occurred at or after (RFC 3339)", example = "2026-11-01T00:00:00Z"),
+        ("until" = Option<DateTime<Utc>>, Query, description = "occurred before (RFC 3339)", example = "2026-12-01T00:00:00Z"),
+    ),
+    responses(
+        (status = 200, description = "envelopes in position order (`X-Event-Horizon`: the settled position read up to); with `Accept: application/x-ndjson`, every match, one envelope per line",
+            content(
+                (EventsPage = "application/json"),
+                (EventEnvelope = "application/x-ndjson"),
+            )),
+        (status = 403, response = inline(Forbidden)),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     _: Reader,
@@ -226,7 +176,7 @@ async fn list(
             _ => Err(format!("must be a whole number from 1 to {MAX_LIMIT}")),
         })?
         .unwrap_or(DEFAULT_LIMIT);
-    let horizon = state.horizon.now().await?;
+    let horizon = state.horizon.now().await.map_err(anyhow::Error::from)?;
     filter.through = Some(horizon);
     let horizon_header = HeaderValue::from(horizon);
     if wants_ndjson(&headers) {
@@ -251,11 +201,11 @@ async fn list(
     let next = (page.len() as i64 == limit)
         .then(|| page.last().map(|e| e.position))
         .flatten();
-    let mut response = axum::Json(json!({
-        "items": page,
-        "next_after": next,
-        "next_cursor": next.map(|n| n.to_string()),
-    }))
+    let mut response = axum::Json(EventsPage {
+        items: page,
+        next_after: next,
+        next_cursor: next.map(|n| n.to_string()),
+    })
     .into_response();
     response
         .headers_mut()
@@ -311,6 +261,24 @@ fn ndjson(
     })
 }
 
+/// Follow the event log live (Server-Sent Events; `id:` is the position)
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/stream",
+    description = "Who may call it: admin or analyst.",
+    security(("bearer" = [])),
+    params(
+        ("Last-Event-ID" = Option<String>, Header, description = "resume after this position (wins over `after`)", example = "1042"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "start after this position; default: only new events", example = 0),
+        ("type" = Option<String>, Query, description = "event types, comma-separated", example = "ProductUpdated"),
+        ("aggregate_type" = Option<String>, Query, description = "product, review or user", example = "product"),
+    ),
+    responses(
+        (status = 200, description = "an endless stream of envelopes, one per event (`data:`), `id:` its position",
+            content((EventEnvelope = "text/event-stream"))),
+        (status = 403, response = inline(Forbidden)),
+    )
+)]
 async fn tail(
     State(state): State<AppState>,
     Reader(caller): Reader,
@@ -330,7 +298,7 @@ async fn tail(
         .transpose()?;
     let after = match resume.or(params.parsed("after", position)?) {
         Some(after) => after,
-        None => state.horizon.now().await?,
+        None => state.horizon.now().await.map_err(anyhow::Error::from)?,
     };
     // Held by the tail's stream: the slot is free again when the client leaves.
     let slot = state.live_streams.take(caller.user_id)?;
@@ -353,7 +321,7 @@ async fn follow(
     mut filter: EventFilter,
     sender: mpsc::Sender<Event>,
 ) {
-    let mut horizon = state.horizon.receiver.clone();
+    let mut horizon = state.horizon.watch();
     let mut session_check = tokio::time::interval(SESSION_CHECK);
     loop {
         let through = *horizon.borrow_and_update();

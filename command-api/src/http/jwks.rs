@@ -1,13 +1,23 @@
 //! `GET /.well-known/jwks.json`: the public key other services (and clients) verify with.
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
+use super::{AppState, answers::Jwks};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/.well-known/jwks.json", get(jwks))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(jwks))
 }
 
-async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "keys": [state.public_key.jwk()] }))
+/// The keys tokens are signed with
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    description = "Who may call it: anyone.",
+    responses((status = 200, description = "a JWK set", body = Jwks))
+)]
+async fn jwks(State(state): State<AppState>) -> Json<Jwks> {
+    Json(Jwks {
+        keys: vec![state.public_key.jwk()],
+    })
 }

@@ -1,44 +1,98 @@
 //! Admins managing the catalog: create, update (any subset of fields), delete.
 
 use axum::{
-    Router,
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::Response,
-    routing::{post, put},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use shared::{ApiError, events::ProductCreated, http::ApiJson};
+use serde_json::Value;
+use shared::{
+    ApiError,
+    http::ApiJson,
+    openapi::{Conflict, Forbidden, NotFound, ValidationFailed, VersionMismatch, ids::SKU},
+};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
     Admin, AppState,
-    command::{self, Begun, IdempotencyHeader, Written, if_match},
+    answers::{ProductRef, Stamped},
+    command::{self, Begun, IdempotencyHeader, IfMatch, Written, if_match},
 };
 use crate::{
     commands::products,
     domain::{
-        product::{ProductChanges, ProductCommand},
+        product::{NewProduct, ProductChanges, ProductCommand},
         values::{Fields, parse_currency, parse_price, parse_specs, parse_text},
     },
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/products", post(create))
-        .route("/api/v1/products/{sku}", put(update).delete(delete))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(update, delete))
 }
 
-#[derive(Deserialize, Serialize)]
-struct ProductBody {
+/// A product's fields: `name`, `brand` and `price` are required to create one; an update
+/// takes any subset.
+#[derive(Deserialize, Serialize, ToSchema)]
+pub(super) struct ProductBody {
+    /// Generated when absent; cannot be changed.
+    #[schema(value_type = Option<Uuid>, example = json!(SKU))]
     sku: Option<String>,
+    /// 1 to 200 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "\\S",
+        example = "Leica Q3"
+    )]
     name: Option<String>,
+    /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "Leica")]
     brand: Option<String>,
+    /// At least 0, at most two decimals: a decimal string (or a JSON number).
+    #[schema(value_type = Option<String>, pattern = "^\\s*[0-9]{1,12}(\\.[0-9]{1,2})?\\s*$", example = "5995.00")]
     price: Option<Value>,
+    /// ISO 4217; `USD` when absent.
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
     currency: Option<String>,
+    /// At most 10,000 characters.
+    #[schema(max_length = 10000, example = "Full-frame compact")]
     description: Option<String>,
+    /// A flat map of strings: at most 100 entries, keys 1 to 100 characters, values at most
+    /// 1,000.
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>, example = json!({ "sensor": "60 MP" }))]
     specs: Option<Value>,
+}
+
+/// A new product: the fields [`ProductBody`] requires to create one.
+#[derive(ToSchema)]
+#[schema(as = NewProduct)]
+#[allow(dead_code)] // describes the body `create` reads as a ProductBody
+pub(super) struct NewProductBody {
+    #[schema(value_type = Option<Uuid>, example = json!(SKU))]
+    sku: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "\\S",
+        example = "Leica Q3"
+    )]
+    name: String,
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "Leica")]
+    brand: String,
+    /// At least 0, at most two decimals: a decimal string (or a JSON number).
+    #[schema(pattern = "^\\s*[0-9]{1,12}(\\.[0-9]{1,2})?\\s*$", example = "5995.00")]
+    price: String,
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
+    currency: Option<String>,
+    #[schema(max_length = 10000, example = "Full-frame compact")]
+    description: Option<String>,
+    #[schema(example = json!({ "sensor": "60 MP" }))]
+    specs: Option<std::collections::HashMap<String, String>>,
 }
 
 fn parse_sku(raw: &str) -> Result<Uuid, String> {
@@ -65,9 +119,24 @@ fn answer(
     version: i64,
     appended: Option<&crate::store::Appended>,
 ) -> Written {
-    Written::new(status, json!({ "sku": sku })).appended(appended, version)
+    Written::new(status, ProductRef { sku }).appended(appended, version)
 }
 
+/// Add a product to the catalog
+#[utoipa::path(
+    post,
+    path = "/api/v1/products",
+    description = "Who may call it: admin.",
+    security(("bearer" = [])),
+    params(IdempotencyHeader),
+    request_body = NewProductBody,
+    responses(
+        (status = 201, description = "created; `Location` is the product, `X-Event-Position` the event", body = Stamped<ProductRef>, headers(("X-Event-Position" = i64, description = "the position of the event appended; absent when nothing changed"))),
+        (status = 403, response = inline(Forbidden)),
+        (status = 409, response = inline(Conflict)),
+        (status = 422, response = inline(ValidationFailed)),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -88,13 +157,13 @@ async fn create(
     let given = changes(&body, &mut fields);
     fields.finish()?;
     let sku = sku.unwrap_or_else(Uuid::now_v7);
-    let created = ProductCreated {
+    let created = NewProduct {
         name: given.name.unwrap_or_default(),
         brand: given.brand.unwrap_or_default(),
         price: given.price.unwrap_or_default(),
-        currency: given.currency.unwrap_or_else(|| "USD".to_owned()),
-        description: given.description.unwrap_or_default(),
-        specs: given.specs.unwrap_or_default(),
+        currency: given.currency,
+        description: given.description,
+        specs: given.specs,
     };
     let key = idempotency.scoped(&caller.user_id.to_string(), &body);
     let mut command = match command::begin(&state.pool, key).await? {
@@ -114,6 +183,26 @@ async fn create(
     command.commit(written).await
 }
 
+/// Change any subset of a product's fields
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{sku}",
+    description = "Who may call it: admin.",
+    security(("bearer" = [])),
+    params(
+        ("sku" = String, Path, description = "the product (a UUID)", example = json!(SKU)),
+        IfMatch, IdempotencyHeader,
+    ),
+    request_body = ProductBody,
+    responses(
+        (status = 200, description = "changed (`X-Event-Position` set)", body = Stamped<ProductRef>, headers(("X-Event-Position" = i64, description = "the position of the event appended; absent when nothing changed"))),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+        (status = 409, response = inline(Conflict)),
+        (status = 412, response = inline(VersionMismatch)),
+        (status = 422, response = inline(ValidationFailed)),
+    )
+)]
 async fn update(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -152,6 +241,23 @@ async fn update(
         .await
 }
 
+/// Remove a product
+#[utoipa::path(
+    delete,
+    path = "/api/v1/products/{sku}",
+    description = "Who may call it: admin.",
+    security(("bearer" = [])),
+    params(
+        ("sku" = String, Path, description = "the product (a UUID)", example = json!(SKU)),
+        IfMatch,
+    ),
+    responses(
+        (status = 204, description = "removed (`X-Event-Position` set)"),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+        (status = 412, response = inline(VersionMismatch)),
+    )
+)]
 async fn delete(
     State(state): State<AppState>,
     Admin(caller): Admin,

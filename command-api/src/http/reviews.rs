@@ -1,21 +1,32 @@
 //! Publishers writing reviews (their own; admins may edit or delete any) and attaching images.
 
 use axum::{
-    Router,
     extract::{DefaultBodyLimit, Multipart, Path, State, multipart::MultipartRejection},
     http::{HeaderMap, StatusCode},
     response::Response,
-    routing::{delete, post, put},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
-use shared::{ApiError, Role, events::ImageMeta, http::ApiJson, problem::FieldError};
+use shared::{
+    ApiError, Role,
+    events::ImageMeta,
+    http::ApiJson,
+    openapi::{
+        Conflict, Forbidden, NotFound, PayloadTooLarge, RateLimited, RegionNotAllowed,
+        UnsupportedMediaType, ValidationFailed, VersionMismatch,
+        ids::{IMAGE, REVIEW, SKU},
+    },
+    problem::FieldError,
+};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
     AppState, Caller,
-    command::{self, Begun, IdempotencyHeader, Written, if_match},
+    answers::{AttachedImage, ReviewRef, Stamped},
+    command::{self, Begun, IdempotencyHeader, IfMatch, Written, if_match},
 };
 use crate::{
     blob_gc,
@@ -27,31 +38,103 @@ use crate::{
     images,
 };
 
-pub fn router(max_image_bytes: u64) -> Router<AppState> {
+pub fn router(max_image_bytes: u64) -> OpenApiRouter<AppState> {
     // The multipart body may exceed the JSON limit by the image limit and some framing; the
     // file part itself is held to `MAX_IMAGE_BYTES` while it streams.
     let upload_limit = usize::try_from(max_image_bytes)
         .unwrap_or(usize::MAX)
         .saturating_add(64 * 1024);
-    Router::new()
-        .route("/api/v1/reviews", post(publish))
-        .route("/api/v1/reviews/{id}", put(edit).delete(remove))
-        .route(
-            "/api/v1/reviews/{id}/images",
-            post(attach_image).layer(DefaultBodyLimit::max(upload_limit)),
-        )
-        .route(
-            "/api/v1/reviews/{id}/images/{image_id}",
-            delete(remove_image),
-        )
+    let (schemas, paths, attach) = routes!(attach_image);
+    OpenApiRouter::new()
+        .routes(routes!(publish))
+        .routes(routes!(edit, remove))
+        .routes((
+            schemas,
+            paths,
+            attach.layer(DefaultBodyLimit::max(upload_limit)),
+        ))
+        .routes(routes!(remove_image))
 }
 
-#[derive(Deserialize, Serialize)]
-struct ReviewBody {
+/// A review's fields: all but `product_sku` may be changed by an edit.
+#[derive(Deserialize, Serialize, ToSchema)]
+pub(super) struct ReviewBody {
+    #[schema(value_type = Option<Uuid>, example = json!(SKU))]
     product_sku: Option<String>,
+    /// 1 to 200 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "\\S",
+        example = "Sharp and small"
+    )]
     title: Option<String>,
+    /// 1 to 20,000 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = "\\S",
+        example = "The lens is superb."
+    )]
     body: Option<String>,
+    /// A whole number from 1 to 5.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 5, example = 5)]
     rating: Option<Value>,
+}
+
+/// A new review: the fields [`ReviewBody`] requires to publish one.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the body `publish` reads as a ReviewBody
+pub(super) struct NewReview {
+    #[schema(example = json!(SKU))]
+    product_sku: Uuid,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "\\S",
+        example = "Sharp and small"
+    )]
+    title: String,
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = "\\S",
+        example = "The lens is superb."
+    )]
+    body: String,
+    #[schema(minimum = 1, maximum = 5, example = 5)]
+    rating: i64,
+}
+
+/// An edit: any of the fields but `product_sku`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the body `edit` reads as a ReviewBody
+pub(super) struct ReviewEdit {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "\\S",
+        example = "Sharp, small, loud"
+    )]
+    title: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 20000,
+        pattern = "\\S",
+        example = "The lens is superb; the shutter less so."
+    )]
+    body: Option<String>,
+    #[schema(minimum = 1, maximum = 5, example = 4)]
+    rating: Option<i64>,
+}
+
+/// The upload: one part named `file`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the multipart body `attach_image` reads
+pub(super) struct ImageUpload {
+    /// A JPEG, PNG or WebP image (judged by its content), at most `MAX_IMAGE_BYTES`.
+    #[schema(value_type = String, format = Binary, example = "<the image's bytes>")]
+    file: Vec<u8>,
 }
 
 fn parse_rating(raw: &Value) -> Result<u8, String> {
@@ -71,9 +154,24 @@ fn answer(
     version: i64,
     appended: Option<&crate::store::Appended>,
 ) -> Written {
-    Written::new(status, json!({ "id": id })).appended(appended, version)
+    Written::new(status, ReviewRef { id }).appended(appended, version)
 }
 
+/// Publish a review
+#[utoipa::path(
+    post,
+    path = "/api/v1/reviews",
+    description = "Who may call it: a publisher (or an admin) of a region in `PUBLISH_REGIONS`.",
+    security(("bearer" = [])),
+    params(IdempotencyHeader),
+    request_body = NewReview,
+    responses(
+        (status = 201, description = "published; `Location` is the review", body = Stamped<ReviewRef>, headers(("X-Event-Position" = i64, description = "the position of the event appended; absent when nothing changed"))),
+        (status = 403, response = inline(RegionNotAllowed)),
+        (status = 409, response = inline(Conflict)),
+        (status = 422, response = inline(ValidationFailed)),
+    )
+)]
 async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -135,6 +233,26 @@ async fn publish(
     command.commit(written).await
 }
 
+/// Edit a review (your own; admins any)
+#[utoipa::path(
+    put,
+    path = "/api/v1/reviews/{id}",
+    description = "Who may call it: its author or an admin.",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "the review (a UUID)", example = json!(REVIEW)),
+        IfMatch, IdempotencyHeader,
+    ),
+    request_body = ReviewEdit,
+    responses(
+        (status = 200, description = "edited", body = Stamped<ReviewRef>, headers(("X-Event-Position" = i64, description = "the position of the event appended; absent when nothing changed"))),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+        (status = 409, response = inline(Conflict)),
+        (status = 412, response = inline(VersionMismatch)),
+        (status = 422, response = inline(ValidationFailed)),
+    )
+)]
 async fn edit(
     State(state): State<AppState>,
     caller: Caller,
@@ -173,6 +291,23 @@ async fn edit(
         .await
 }
 
+/// Delete a review
+#[utoipa::path(
+    delete,
+    path = "/api/v1/reviews/{id}",
+    description = "Who may call it: its author or an admin.",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "the review (a UUID)", example = json!(REVIEW)),
+        IfMatch,
+    ),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+        (status = 412, response = inline(VersionMismatch)),
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -213,6 +348,27 @@ async fn run(
         .await
 }
 
+/// Attach an image
+///
+/// Multipart, field `file`; JPEG, PNG or WebP; its metadata (EXIF, GPS) is removed. At most 10
+/// per review.
+#[utoipa::path(
+    post,
+    path = "/api/v1/reviews/{id}/images",
+    description = "Who may call it: its author or an admin.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the review (a UUID)", example = json!(REVIEW))),
+    request_body(content = ImageUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "attached", body = Stamped<AttachedImage>, headers(("X-Event-Position" = i64, description = "the position of the event appended; absent when nothing changed"))),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+        (status = 413, response = inline(PayloadTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 422, response = inline(ValidationFailed)),
+        (status = 429, response = inline(RateLimited)),
+    )
+)]
 async fn attach_image(
     State(state): State<AppState>,
     caller: Caller,
@@ -267,14 +423,14 @@ async fn attach_image(
         width: info.width,
         height: info.height,
     };
-    let body = json!({
-        "image_id": image.image_id,
-        "url": format!("/api/v1/images/{}", image.image_id),
-        "content_type": image.content_type,
-        "bytes": image.bytes,
-        "width": image.width,
-        "height": image.height,
-    });
+    let body = AttachedImage {
+        image_id: image.image_id,
+        url: format!("/api/v1/images/{}", image.image_id),
+        content_type: image.content_type.clone(),
+        bytes: image.bytes,
+        width: image.width,
+        height: image.height,
+    };
     run(
         &state,
         &caller,
@@ -315,6 +471,22 @@ async fn read_file_field(multipart: &mut Multipart, limit: u64) -> Result<Vec<u8
     )]))
 }
 
+/// Remove an image from a review
+#[utoipa::path(
+    delete,
+    path = "/api/v1/reviews/{id}/images/{image_id}",
+    description = "Who may call it: its author or an admin.",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "the review (a UUID)", example = json!(REVIEW)),
+        ("image_id" = String, Path, description = "the image (a UUID)", example = json!(IMAGE)),
+    ),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+    )
+)]
 async fn remove_image(
     State(state): State<AppState>,
     caller: Caller,

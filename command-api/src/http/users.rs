@@ -2,18 +2,23 @@
 //! ending anyone's sessions.
 
 use axum::{
-    Router,
     extract::{Path, State},
     http::StatusCode,
     response::Response,
-    routing::{delete, put},
 };
 use serde::{Deserialize, Serialize};
-use shared::{ApiError, Role, http::ApiJson};
+use shared::{
+    ApiError, Role,
+    http::ApiJson,
+    openapi::{NotFound, SuperuserProtected, Unavailable, ValidationFailed, ids::USER},
+};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
     Admin, AppState, Caller,
+    answers::Stamped,
     command::{self, Begun, IdempotencyHeader, Written},
 };
 use crate::{
@@ -25,31 +30,48 @@ use crate::{
     identity::accounts,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/users/me", put(update_me))
-        .route("/api/v1/users/me/sessions", delete(end_my_sessions))
-        .route("/api/v1/users/{id}/role", put(change_role))
-        .route("/api/v1/users/{id}/sessions", delete(end_sessions_of))
-}
-
-/// The public user object of `API.md`.
-pub fn user_json(user: &User) -> serde_json::Value {
-    serde_json::to_value(user).unwrap_or_default()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(update_me))
+        .routes(routes!(end_my_sessions))
+        .routes(routes!(change_role))
+        .routes(routes!(end_sessions_of))
 }
 
 pub fn parse_user_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("user"))
 }
 
-#[derive(Deserialize, Serialize)]
-struct UpdateMeBody {
+/// Any subset of the fields; changing the password or the email needs `current_password`.
+#[derive(Deserialize, Serialize, ToSchema)]
+pub(super) struct UpdateMeBody {
+    /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100, example = "Ana P.")]
     display_name: Option<String>,
+    #[schema(format = Email, max_length = 254, example = "ana@example.com")]
     email: Option<String>,
+    /// 8 to 128 characters; ends every other session of yours.
+    #[schema(min_length = 8, max_length = 128, example = "a-new-long-password")]
     password: Option<String>,
+    #[schema(example = "a-long-password")]
     current_password: Option<String>,
 }
 
+/// Change your own profile or password
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/me",
+    description = "Who may call it: signed in.",
+    security(("bearer" = [])),
+    params(IdempotencyHeader),
+    request_body = UpdateMeBody,
+    responses(
+        (status = 200, description = "your user; a new password ends your other sessions", body = Stamped<User>, headers(("X-Event-Position" = i64, description = "the position of the event appended; absent when nothing changed"))),
+        (status = 409, response = inline(shared::openapi::Conflict)),
+        (status = 422, response = inline(ValidationFailed)),
+        (status = 503, response = inline(Unavailable)),
+    )
+)]
 async fn update_me(
     State(state): State<AppState>,
     caller: Caller,
@@ -126,12 +148,18 @@ async fn update_me(
         .await?;
     }
     let (user, appended) = changed;
-    let written =
-        Written::new(StatusCode::OK, user_json(&user)).appended(appended.as_ref(), user.version);
+    let written = Written::new(StatusCode::OK, &user).appended(appended.as_ref(), user.version);
     command.commit(written).await
 }
 
-/// "Log out everywhere": every session of the caller ends, this one included.
+/// Log out everywhere: every session of yours ends, this one too
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/me/sessions",
+    description = "Who may call it: signed in.",
+    security(("bearer" = [])),
+    responses((status = 204, description = "every session ended"))
+)]
 async fn end_my_sessions(
     State(state): State<AppState>,
     caller: Caller,
@@ -139,8 +167,22 @@ async fn end_my_sessions(
     end_all(&state, caller.user_id, &caller, "logged out everywhere").await
 }
 
+/// End every session of a user
+///
 /// An admin ends every session of a user (a lost device, a suspected compromise). Only the
 /// superuser may end the superuser's.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}/sessions",
+    description = "Who may call it: admin.",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "the user (a UUID)", example = json!(USER))),
+    responses(
+        (status = 204, description = "every session of theirs ended"),
+        (status = 403, response = inline(SuperuserProtected)),
+        (status = 404, response = inline(NotFound)),
+    )
+)]
 async fn end_sessions_of(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -175,8 +217,9 @@ async fn end_all(
         .await
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, ToSchema)]
 pub(super) struct RoleBody {
+    #[schema(value_type = Role, required = true)]
     role: Option<String>,
 }
 
@@ -192,6 +235,26 @@ pub(super) fn parse_role(fields: &mut Fields, raw: Option<&str>, required: bool)
     }
 }
 
+/// Grant or take back a role
+///
+/// The user's sessions end.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{id}/role",
+    description = "Who may call it: admin.",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "the user (a UUID)", example = json!(USER)),
+        IdempotencyHeader,
+    ),
+    request_body = RoleBody,
+    responses(
+        (status = 200, description = "the user", body = Stamped<User>, headers(("X-Event-Position" = i64, description = "the position of the event appended; absent when nothing changed"))),
+        (status = 403, response = inline(SuperuserProtected)),
+        (status = 404, response = inline(NotFound)),
+        (status = 409, response = inline(shared::openapi::Conflict)),
+    )
+)]
 async fn change_role(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -230,7 +293,6 @@ async fn change_role(
         .await?;
     }
     let (user, appended) = changed;
-    let written =
-        Written::new(StatusCode::OK, user_json(&user)).appended(appended.as_ref(), user.version);
+    let written = Written::new(StatusCode::OK, &user).appended(appended.as_ref(), user.version);
     command.commit(written).await
 }

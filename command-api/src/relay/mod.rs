@@ -2,7 +2,7 @@
 //! order, exactly once in the stream, however the relay, NATS or PostgreSQL fail.
 //!
 //! - **No skipped events**: the relay reads only up to a gap-safe high-water mark
-//!   ([`high_water`]), so an event whose transaction commits late is never passed over.
+//!   ([`eventstore::horizon`]), so an event whose transaction commits late is never passed over.
 //! - **Order and no duplicates in the stream**: the broker checks each publish against the
 //!   expected last stream sequence ([`publisher`]).
 //! - **Crash and outage**: progress is the stream's tail, re-read after every failure; failures
@@ -13,25 +13,23 @@
 //! - **Latency**: woken by `NOTIFY events_appended` from the insert trigger, with a poll as the
 //!   fallback (a lost notification costs at most one poll interval).
 
-pub mod high_water;
 mod publisher;
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_nats::jetstream;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use shared::nats::Prefix;
 use sqlx::{Connection, PgConnection, PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::read_range;
-pub use high_water::Scope;
+use eventstore::{horizon, read_range};
+pub use horizon::Scope;
 use publisher::Publisher;
 
 /// Key of the advisory lock that elects the leading relay (any constant; "relay" in ASCII).
 const LEADER_LOCK: i64 = 0x72_656c_6179;
-const RELAY_NAME: &str = "events";
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -73,29 +71,22 @@ impl Relay {
     /// Runs until `shutdown`; as leader it then publishes what is settled by then (what the
     /// requests finished before shutdown appended) before it returns.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = self.config.poll_interval.min(Duration::from_millis(100));
-        while !shutdown.is_cancelled() {
-            let started = Instant::now();
-            match self.lead(&shutdown).await {
-                Ok(()) => return,
-                Err(e) => {
-                    metrics::counter!("relay_failures_total").increment(1);
-                    tracing::warn!(error = format!("{e:#}"), "outbox relay failed; retrying");
-                    // Keep the lag figures moving while NATS or the database is away.
-                    if let Ok(position) = self.stored_progress().await {
-                        let _ = self.report_lag(position).await;
-                    }
+        let backoff = shared::service::Backoff {
+            first: self.config.poll_interval.min(Duration::from_millis(100)),
+            max: self.config.max_backoff,
+        };
+        shared::service::keep_running_with("outbox relay", &shutdown, backoff, || async {
+            let outcome = self.lead(&shutdown).await;
+            if outcome.is_err() {
+                metrics::counter!("relay_failures_total").increment(1);
+                // Keep the lag figures moving while NATS or the database is away.
+                if let Ok(position) = self.stored_progress().await {
+                    let _ = self.report_lag(position).await;
                 }
             }
-            if started.elapsed() > self.config.max_backoff * 4 {
-                backoff = Duration::from_millis(100); // it ran fine for a while: start over
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(self.config.max_backoff);
-        }
+            outcome
+        })
+        .await;
     }
 
     /// Becomes leader, then publishes until shutdown (`Ok`) or a failure (`Err`).
@@ -134,9 +125,7 @@ impl Relay {
             let stopping = shutdown.is_cancelled();
             if settled <= cursor || (stopping && !final_horizon) {
                 let patience = Duration::from_secs(1);
-                if let Some(h) =
-                    high_water::safe_horizon(&self.pool, scope, cursor, patience).await?
-                {
+                if let Some(h) = horizon::safe_horizon(&self.pool, scope, cursor, patience).await? {
                     settled = settled.max(h);
                 }
                 final_horizon |= stopping;
@@ -209,39 +198,20 @@ impl Relay {
     }
 
     async fn stored_progress(&self) -> anyhow::Result<i64> {
-        let position: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM relay_progress WHERE name = $1")
-                .bind(RELAY_NAME)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(position.unwrap_or(0))
+        Ok(eventstore::status::published_position(&self.pool).await?)
     }
 
     async fn report_progress(&self, position: i64, published: usize) -> anyhow::Result<()> {
         metrics::counter!("relay_events_published_total").increment(published as u64);
         metrics::gauge!("relay_published_position").set(position as f64);
-        sqlx::query(
-            "INSERT INTO relay_progress (name, position) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
-             WHERE relay_progress.position < EXCLUDED.position",
-        )
-        .bind(RELAY_NAME)
-        .bind(position)
-        .execute(&self.pool)
-        .await?;
+        eventstore::status::record_published(&self.pool, position).await?;
         Ok(())
     }
 
     /// Lag in events (positions handed out but not yet published) and in seconds (age of the
     /// oldest unpublished event).
     async fn report_lag(&self, cursor: i64) -> anyhow::Result<()> {
-        let (last, oldest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
-            "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_position_seq),
-                    (SELECT occurred_at FROM events WHERE position > $1 ORDER BY position LIMIT 1)",
-        )
-        .bind(cursor)
-        .fetch_one(&self.pool)
-        .await?;
+        let (last, oldest) = eventstore::status::lag(&self.pool, cursor).await?;
         let seconds = oldest.map_or(0.0, |t| {
             (Utc::now() - t).num_milliseconds().max(0) as f64 / 1e3
         });

@@ -1,6 +1,11 @@
 //! What a mail says: one change (what product, what changed before → after, who, when), or a
-//! digest of several, oldest first. Every field is escaped in the HTML part.
+//! digest of several, oldest first.
+//!
+//! The HTML part is a `maud` template: every value it interpolates is escaped by the template
+//! itself, so a product called `Camera <7>` cannot add markup and no call site can forget to
+//! escape. The plain-text part shows the values as they are.
 
+use maud::{Markup, html};
 use mongodb::bson::Document;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -88,28 +93,29 @@ impl Change {
         text
     }
 
-    fn html(&self) -> String {
-        let mut html = format!(
-            "<p>{} {} the product <strong>{}</strong> (SKU <code>{}</code>) at {}.</p>",
-            escape(&self.who),
-            escape(&self.verb),
-            escape(&self.name),
-            escape(&self.sku),
-            escape(&self.when)
-        );
-        if !self.rows.is_empty() {
-            html.push_str("<table><tr><th>field</th><th>before</th><th>after</th></tr>");
-            for [field, before, after] in &self.rows {
-                html.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(field),
-                    escape(before),
-                    escape(after)
-                ));
+    fn html(&self) -> Markup {
+        let Self {
+            sku,
+            name,
+            verb,
+            who,
+            when,
+            rows,
+        } = self;
+        html! {
+            p {
+                (who) " " (verb) " the product " strong { (name) }
+                " (SKU " code { (sku) } ") at " (when) "."
             }
-            html.push_str("</table>");
+            @if !rows.is_empty() {
+                table {
+                    tr { th { "field" } th { "before" } th { "after" } }
+                    @for [field, before, after] in rows {
+                        tr { td { (field) } td { (before) } td { (after) } }
+                    }
+                }
+            }
         }
-        html
     }
 }
 
@@ -127,31 +133,28 @@ impl Content {
             return Self {
                 subject: format!("[CamReviews] {} was {}", one.name, one.verb),
                 text: one.text(),
-                html: one.html(),
+                html: one.html().into_string(),
             };
         }
         let count = changes.len();
         let mut text = format!("{count} product changes, oldest first.\n");
-        let mut html = format!("<p>{count} product changes, oldest first.</p>");
         for change in changes {
             text.push_str("\n----\n");
             text.push_str(&change.text());
-            html.push_str("<hr>");
-            html.push_str(&change.html());
         }
+        let html = html! {
+            p { (count) " product changes, oldest first." }
+            @for change in changes {
+                hr;
+                (change.html())
+            }
+        };
         Self {
             subject: format!("[CamReviews] {count} product changes"),
             text,
-            html,
+            html: html.into_string(),
         }
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn show(value: &Value) -> String {
@@ -195,5 +198,75 @@ mod tests {
         assert!(at("2.00 -> 3.00") < at("3.00 -> 4.00"));
         assert_eq!(content.text.matches("Ana (ana) updated").count(), 3);
         assert_eq!(content.html.matches("<table>").count(), 3);
+    }
+
+    #[test]
+    fn one_change_renders_as_a_paragraph_and_a_table_of_what_changed() {
+        // Pinned: the e2e tests read prices from the mail source by the text part's `-> `,
+        // which the HTML part must not repeat.
+        let content = Content::of(&[change(1)]);
+        assert_eq!(
+            content.html,
+            "<p>Ana (ana) updated the product <strong>Camera &lt;1&gt;</strong> \
+             (SKU <code>sku-1</code>) at 2026-12-02 07:00:00 UTC.</p>\
+             <table><tr><th>field</th><th>before</th><th>after</th></tr>\
+             <tr><td>price</td><td>1.00</td><td>2.00</td></tr></table>"
+        );
+    }
+
+    #[test]
+    fn markup_in_any_field_is_escaped_in_html_and_kept_as_is_in_text() {
+        let hostile = r#"Tom & "Jerry" <script>"#;
+        let mut one = change(1);
+        one.name = hostile.to_owned();
+        one.who = format!("{hostile} (tom)");
+        one.rows = vec![["description".into(), hostile.into(), "<b>new</b>".into()]];
+        let escaped = "Tom &amp; &quot;Jerry&quot; &lt;script&gt;";
+        for content in [Content::of(&[one.clone()]), Content::of(&[change(2), one])] {
+            let Content { html, text, .. } = &content;
+            assert!(
+                !html.contains("<script>") && !html.contains("<b>"),
+                "{html}"
+            );
+            assert!(
+                html.contains(&format!("<p>{escaped} (tom) updated")),
+                "{html}"
+            );
+            assert!(
+                html.contains(&format!("<strong>{escaped}</strong>")),
+                "{html}"
+            );
+            assert!(html.contains(&format!("<td>{escaped}</td>")), "{html}");
+            assert!(html.contains("<td>&lt;b&gt;new&lt;/b&gt;</td>"), "{html}");
+            assert!(text.contains(&format!("{hostile} (tom) updated")), "{text}");
+            assert!(
+                text.contains(&format!("the product \"{hostile}\"")),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("description: {hostile} -> <b>new</b>")),
+                "{text}"
+            );
+            assert!(!text.contains("&amp;") && !text.contains("&lt;"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_digest_separates_its_changes_with_rules_in_html() {
+        let changes: Vec<Change> = (1..=2).map(change).collect();
+        let html = Content::of(&changes).html;
+        assert!(html.starts_with("<p>2 product changes, oldest first.</p><hr><p>Ana (ana)"));
+        assert_eq!(html.matches("<hr>").count(), 2);
+    }
+
+    #[test]
+    fn a_deletion_has_no_table() {
+        let mut gone = change(1);
+        gone.verb = "deleted".into();
+        gone.rows.clear();
+        let content = Content::of(&[gone]);
+        assert_eq!(content.subject, "[CamReviews] Camera <1> was deleted");
+        assert!(!content.html.contains("<table>"));
+        assert!(!content.text.contains("What changed"));
     }
 }

@@ -1,8 +1,9 @@
-//! query-api's HTTP surface. Each area exposes `fn router()`; [`router`] merges them and wraps
-//! every read in [`read_your_writes`].
+//! query-api's HTTP surface. Each area exposes `fn router()`, its routes registered with
+//! their OpenAPI description; [`router`] merges them, wraps every read in
+//! [`read_your_writes`], and serves the document they make ([`openapi`]).
 
 mod caching;
-mod docs;
+mod document;
 mod keyset;
 mod products;
 mod reader;
@@ -20,10 +21,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use mongodb::Database;
+use serde::Serialize;
 use shared::{ApiError, auth::Authenticator, http::Readiness};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use caching::Rendered;
+pub use document::openapi;
+use document::{Page, Paging, ReadYourWrites, document};
 pub use reader::Reader;
 
 use crate::{
@@ -81,29 +86,39 @@ impl QueryParts {
     }
 }
 
+/// Every route of the API, each with its OpenAPI description.
+fn routes() -> OpenApiRouter<QueryState> {
+    OpenApiRouter::new()
+        .merge(products::router())
+        .merge(reports::router())
+        .merge(reviews::router())
+        .merge(users::router())
+}
+
+/// A typed answer as the JSON kept answers hold.
+fn to_json(answer: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(answer).unwrap_or(serde_json::Value::Null)
+}
+
 pub fn router(
     state: QueryState,
     readiness: Readiness,
     limiter: std::sync::Arc<shared::http::RateLimiter>,
 ) -> Router {
-    Router::new()
-        .merge(products::router())
-        .merge(reports::router())
-        .merge(reviews::router())
-        .merge(users::router())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            read_your_writes,
-        ))
-        .with_state(state)
-        .layer(middleware::from_fn_with_state(
-            limiter,
-            shared::http::rate_limit,
-        ))
-        .layer(middleware::from_fn(shared::http::track))
-        .merge(shared::http::ops_router(readiness))
-        .merge(shared::openapi::router(docs::spec()))
-        .layer(TraceLayer::new_for_http())
+    let (api, doc) = routes().split_for_parts();
+    api.layer(middleware::from_fn_with_state(
+        state.clone(),
+        read_your_writes,
+    ))
+    .with_state(state)
+    .layer(middleware::from_fn_with_state(
+        limiter,
+        shared::http::rate_limit,
+    ))
+    .layer(middleware::from_fn(shared::http::track))
+    .merge(shared::http::ops_router(readiness))
+    .merge(shared::openapi::router(document(doc)))
+    .layer(TraceLayer::new_for_http())
 }
 
 /// `X-Min-Position: N` waits (at most `min(X-Max-Wait-Ms, 5000)` ms, default 2000) until the

@@ -4,42 +4,128 @@
 use std::collections::HashMap;
 
 use axum::{
-    Router,
     extract::{Path, State},
     http::HeaderMap,
     response::Response,
-    routing::get,
 };
 use futures::TryStreamExt;
 use mongodb::{
     Collection,
     bson::{self, Document, doc},
 };
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use shared::{
     ApiError, Role,
     cursor::Scope,
     http::QueryParams,
+    openapi::{
+        Forbidden, NotFound, Unauthorized,
+        ids::{SKU, USER},
+    },
     read_model::{
-        self, HistoryDoc, ProductDoc, ProductViewsDoc, history_fields, product_fields, views_fields,
+        self, HistoryDoc, IndexMap, ProductDoc, ProductViewsDoc, history_fields, product_fields,
+        views_fields,
     },
 };
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::listing::{Criteria, Sort};
 
 use super::{
-    Depends, QueryState, Reader,
+    Depends, Page, Paging, QueryState, ReadYourWrites, Reader,
     caching::json_answer,
     keyset::{Key, Order},
-    read_through,
+    read_through, to_json,
 };
 
-pub fn router() -> Router<QueryState> {
-    Router::new()
-        .route("/api/v1/products", get(list))
-        .route("/api/v1/products/{sku}", get(detail))
-        .route("/api/v1/products/{sku}/history", get(history))
+pub fn router() -> OpenApiRouter<QueryState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(detail))
+        .routes(routes!(history))
+}
+
+/// A product as readers see it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Product)]
+pub(super) struct ProductView<'a> {
+    #[schema(value_type = uuid::Uuid, example = json!(SKU))]
+    sku: &'a str,
+    #[schema(example = "Leica Q3")]
+    name: &'a str,
+    #[schema(example = "Leica")]
+    brand: &'a str,
+    /// A decimal string with at most two decimals.
+    #[schema(example = "5995.00")]
+    price: &'a str,
+    /// ISO 4217.
+    #[schema(example = "USD")]
+    currency: &'a str,
+    #[schema(example = "Full-frame compact")]
+    description: &'a str,
+    /// Name → value, in the order they were given.
+    #[schema(value_type = std::collections::HashMap<String, String>, example = json!({ "sensor": "60 MP" }))]
+    specs: &'a IndexMap<String, String>,
+    /// Anonymous views (may lag by a second).
+    #[schema(example = 1204)]
+    views: i64,
+    #[schema(example = 12)]
+    review_count: i64,
+    /// The average rating; null without reviews.
+    #[schema(example = 4.5)]
+    rating_avg: Option<f64>,
+    #[schema(example = 3)]
+    version: i64,
+    #[schema(value_type = chrono::DateTime<chrono::Utc>, example = "2026-11-01T09:00:00.000Z")]
+    created_at: Value,
+    #[schema(value_type = chrono::DateTime<chrono::Utc>, example = "2026-11-21T10:00:00.000Z")]
+    updated_at: Value,
+}
+
+/// One change of a product: the event that made it, who caused it, and each field it changed.
+#[derive(Serialize, ToSchema)]
+pub(super) struct HistoryEntry<'a> {
+    /// The event's global position.
+    #[schema(example = 1042)]
+    position: i64,
+    /// The product's version after the event.
+    #[schema(example = 2)]
+    version: i64,
+    #[schema(example = "ProductUpdated")]
+    event_type: &'a str,
+    #[schema(value_type = chrono::DateTime<chrono::Utc>, example = "2026-11-21T10:00:00.000Z")]
+    occurred_at: Value,
+    /// Null for an event no user caused.
+    actor: Option<HistoryActorView<'a>>,
+    /// The fields the event changed, by name: all of them on creation, none on deletion.
+    #[schema(
+        value_type = std::collections::HashMap<String, HistoryChangeView>,
+        example = json!({ "price": { "before": "5995.00", "after": "5795.00" } })
+    )]
+    changes: IndexMap<&'a str, HistoryChangeView>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = HistoryActor)]
+pub(super) struct HistoryActorView<'a> {
+    #[schema(value_type = uuid::Uuid, example = json!(USER))]
+    id: &'a str,
+    role: Role,
+}
+
+/// A field's value before and after the event (before is null on creation).
+#[derive(Serialize, ToSchema)]
+#[schema(as = HistoryChange)]
+pub(super) struct HistoryChangeView {
+    /// Any JSON value; null when the field had none.
+    #[schema(example = "5995.00")]
+    before: Value,
+    /// Any JSON value.
+    #[schema(example = "5795.00")]
+    after: Value,
 }
 
 /// The longest `q` (or other text filter) accepted.
@@ -188,6 +274,24 @@ async fn products(state: &QueryState) -> mongodb::error::Result<Collection<Produ
         .clone_with_type())
 }
 
+/// Browse the catalog: filters, search, sorts, pages
+#[utoipa::path(
+    get,
+    path = "/api/v1/products",
+    description = "Who may call it: anyone.",
+    params(
+        ("brand" = Option<String>, Query, description = "exactly this brand (any case)", example = "Leica"),
+        ("q" = Option<String>, Query, description = "words in the name, brand or description (matched literally)", example = "compact"),
+        ("min_price" = Option<String>, Query, description = "at least this price", example = "1000.00"),
+        ("max_price" = Option<String>, Query, description = "at most this price", example = "6000.00"),
+        ("sort" = Option<String>, Query, description = "newest (default), price_asc, price_desc, name or rating", example = "price_asc"),
+        Paging, ReadYourWrites,
+    ),
+    responses(
+        (status = 200, description = "a page of products (ETag, Cache-Control)", body = Page<ProductView>),
+        (status = 304, description = "not modified (If-None-Match)"),
+    )
+)]
 async fn list(
     State(state): State<QueryState>,
     reader: Reader,
@@ -265,11 +369,11 @@ async fn page_of_products(
     };
     let skus: Vec<&str> = documents.iter().map(|d| d.sku.as_str()).collect();
     let views = views_of(state, &skus).await?;
-    let items: Vec<Value> = documents
+    let items: Vec<ProductView> = documents
         .iter()
-        .map(|d| product_json(d, views.get(&d.sku).copied().unwrap_or(0)))
+        .map(|d| product_view(d, views.get(&d.sku).copied().unwrap_or(0)))
         .collect();
-    Ok(json!({ "items": items, "next_cursor": next_cursor }))
+    Ok(to_json(Page { items, next_cursor }))
 }
 
 /// View tallies by SKU (kept by the notifier): from memory when read within
@@ -316,22 +420,22 @@ pub(super) fn rfc3339(at: bson::DateTime) -> Value {
 }
 
 /// The product as readers see it.
-fn product_json(product: &ProductDoc, views: i64) -> Value {
-    json!({
-        "sku": product.sku,
-        "name": product.name,
-        "brand": product.brand,
-        "price": product.price,
-        "currency": product.currency,
-        "description": product.description,
-        "specs": product.specs,
-        "views": views,
-        "review_count": product.stats.review_count,
-        "rating_avg": product.stats.rating_avg,
-        "version": product.version,
-        "created_at": rfc3339(product.created_at),
-        "updated_at": rfc3339(product.updated_at),
-    })
+fn product_view(product: &ProductDoc, views: i64) -> ProductView<'_> {
+    ProductView {
+        sku: &product.sku,
+        name: &product.name,
+        brand: &product.brand,
+        price: &product.price,
+        currency: &product.currency,
+        description: &product.description,
+        specs: &product.specs,
+        views,
+        review_count: product.stats.review_count,
+        rating_avg: product.stats.rating_avg,
+        version: product.version,
+        created_at: rfc3339(product.created_at),
+        updated_at: rfc3339(product.updated_at),
+    }
 }
 
 /// SKUs are UUIDs: anything else is a product that does not exist.
@@ -339,6 +443,22 @@ fn parse_sku(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("product"))
 }
 
+/// One product (an anonymous read counts a view)
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{sku}",
+    description = "Who may call it: anyone.",
+    params(
+        ("sku" = String, Path, description = "the product (a UUID)", example = json!(SKU)),
+        ("If-None-Match" = Option<String>, Header, description = "the ETag you have: 304 if unchanged"),
+        ReadYourWrites,
+    ),
+    responses(
+        (status = 200, description = "the product (ETag, Cache-Control)", body = ProductView),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 404, response = inline(NotFound)),
+    )
+)]
 async fn detail(
     State(state): State<QueryState>,
     reader: Reader,
@@ -393,9 +513,27 @@ async fn load_product(state: &QueryState, sku: Uuid) -> mongodb::error::Result<O
     )?;
     Ok(product
         .filter(|p| !p.deleted)
-        .map(|p| product_json(&p, views.get(&sku).copied().unwrap_or(0))))
+        .map(|p| to_json(product_view(&p, views.get(&sku).copied().unwrap_or(0)))))
 }
 
+/// Every change to a product
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{sku}/history",
+    description = "Who may call it: admin.",
+    security(("bearer" = [])),
+    params(
+        ("sku" = String, Path, description = "the product (a UUID)", example = json!(SKU)),
+        Paging, ReadYourWrites,
+    ),
+    responses(
+        (status = 200, description = "the changes, oldest first", body = Page<HistoryEntry>),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+        (status = 404, response = inline(NotFound)),
+    )
+)]
 async fn history(
     State(state): State<QueryState>,
     reader: Reader,
@@ -435,34 +573,34 @@ async fn history(
     }
     let entries = &page.documents;
     let next_cursor = page.next_cursor;
-    let items: Vec<Value> = entries
+    let items: Vec<HistoryEntry> = entries
         .iter()
-        .map(|e| {
-            let changes: serde_json::Map<String, Value> = e
+        .map(|e| HistoryEntry {
+            position: e.position,
+            version: e.version,
+            event_type: &e.event_type,
+            occurred_at: rfc3339(e.occurred_at),
+            actor: e.actor.as_ref().map(|a| HistoryActorView {
+                id: &a.id,
+                role: a.role,
+            }),
+            changes: e
                 .changes
                 .iter()
                 .map(|(field, change)| {
-                    let change = json!({
-                        "before": change.before.clone().into_relaxed_extjson(),
-                        "after": change.after.clone().into_relaxed_extjson(),
-                    });
-                    (field.clone(), change)
+                    let change = HistoryChangeView {
+                        before: change.before.clone().into_relaxed_extjson(),
+                        after: change.after.clone().into_relaxed_extjson(),
+                    };
+                    (field.as_str(), change)
                 })
-                .collect();
-            json!({
-                "position": e.position,
-                "version": e.version,
-                "event_type": e.event_type,
-                "occurred_at": rfc3339(e.occurred_at),
-                "actor": e.actor.as_ref().map(|a| json!({ "id": a.id, "role": a.role })),
-                "changes": changes,
-            })
+                .collect(),
         })
         .collect();
     Ok(json_answer(
         &headers,
         false,
-        &json!({ "items": items, "next_cursor": next_cursor }),
+        &to_json(Page { items, next_cursor }),
     ))
 }
 

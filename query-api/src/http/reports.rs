@@ -3,22 +3,42 @@
 
 use std::collections::BTreeMap;
 
-use axum::{Router, extract::State, http::HeaderMap, response::Response, routing::get};
+use axum::{extract::State, http::HeaderMap, response::Response};
 use chrono::{DateTime, Duration, DurationRound as _, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{self, doc};
-use serde_json::json;
+use serde::Serialize;
 use shared::{
     ApiError, Role,
     http::QueryParams,
+    openapi::{Forbidden, Unauthorized, ids::SKU},
     read_model::{self, HourlyViewsDoc, views_fields},
 };
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{QueryState, Reader, caching::json_answer};
+use super::{QueryState, ReadYourWrites, Reader, caching::json_answer, to_json};
 
-pub fn router() -> Router<QueryState> {
-    Router::new().route("/api/v1/reports/product-views", get(product_views))
+pub fn router() -> OpenApiRouter<QueryState> {
+    OpenApiRouter::new().routes(routes!(product_views))
+}
+
+/// View counts per product and bucket, in bucket order.
+#[derive(Serialize, ToSchema)]
+struct ViewsReport {
+    items: Vec<ViewsBucket>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ViewsBucket {
+    #[schema(value_type = uuid::Uuid, example = json!(SKU))]
+    sku: String,
+    /// The hour or day (UTC) the views fell in.
+    #[schema(value_type = chrono::DateTime<chrono::Utc>, example = "2026-11-20T00:00:00Z")]
+    bucket_start: String,
+    #[schema(example = 311)]
+    views: i64,
 }
 
 /// The longest range one report covers.
@@ -30,6 +50,26 @@ fn time(raw: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|_| "must be an RFC 3339 time like 2026-11-21T00:00:00Z".to_owned())
 }
 
+/// Anonymous product views per hour or day
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/product-views",
+    description = "Who may call it: admin or analyst.",
+    security(("bearer" = [])),
+    params(
+        ("from" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "from this time (RFC 3339); default a week before `to`", example = "2026-11-20T00:00:00Z"),
+        ("to" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "until this time (RFC 3339); default now; at most 366 days after `from`", example = "2026-11-21T00:00:00Z"),
+        ("bucket" = Option<String>, Query, description = "hour (default) or day", example = "day"),
+        ("sku" = Option<uuid::Uuid>, Query, description = "one product", example = json!(SKU)),
+        ReadYourWrites,
+    ),
+    responses(
+        (status = 200, description = "view counts per product and bucket", body = ViewsReport),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+    )
+)]
 async fn product_views(
     State(state): State<QueryState>,
     reader: Reader,
@@ -96,13 +136,15 @@ async fn product_views(
     }
     let items: Vec<_> = totals
         .into_iter()
-        .map(|((start, sku), views)| {
-            json!({
-                "sku": sku,
-                "bucket_start": start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                "views": views,
-            })
+        .map(|((start, sku), views)| ViewsBucket {
+            sku,
+            bucket_start: start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            views,
         })
         .collect();
-    Ok(json_answer(&headers, false, &json!({ "items": items })))
+    Ok(json_answer(
+        &headers,
+        false,
+        &to_json(ViewsReport { items }),
+    ))
 }

@@ -3,40 +3,121 @@
 use std::collections::HashMap;
 
 use axum::{
-    Router,
     body::Body,
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
 };
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use shared::{
     ApiError,
     cursor::Scope,
     http::QueryParams,
+    openapi::{
+        NotFound,
+        ids::{IMAGE, REVIEW, SKU, USER},
+    },
     read_model::{
         self, ImageDoc, ReviewDoc, ReviewImage, image_fields, review_fields, user_fields,
     },
 };
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{
+        RefOr,
+        schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type},
+    },
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    Depends, QueryState, Reader,
+    Depends, Page, Paging, QueryState, ReadYourWrites, Reader,
     keyset::{Key, Order},
     products::{escape_regex, plain_text, rfc3339},
-    read_through,
+    read_through, to_json,
 };
 
-pub fn router() -> Router<QueryState> {
-    Router::new()
-        .route("/api/v1/reviews", get(list))
-        .route("/api/v1/reviews/{id}", get(one))
-        .route("/api/v1/products/{sku}/reviews", get(of_product))
-        .route("/api/v1/images/{image_id}", get(image))
+pub fn router() -> OpenApiRouter<QueryState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one))
+        .routes(routes!(of_product))
+        .routes(routes!(image))
 }
+
+/// A review as readers see it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Review)]
+struct ReviewView<'a> {
+    #[schema(value_type = uuid::Uuid, example = json!(REVIEW))]
+    id: &'a str,
+    #[schema(value_type = uuid::Uuid, example = json!(SKU))]
+    product_sku: &'a str,
+    author: Author<'a>,
+    #[schema(example = "Sharp and small")]
+    title: &'a str,
+    #[schema(example = "The lens is superb.")]
+    body: &'a str,
+    /// 1 to 5.
+    #[schema(minimum = 1, maximum = 5, example = 5)]
+    rating: i64,
+    /// The author's region when they wrote it.
+    #[schema(example = "south-america")]
+    region: &'a str,
+    images: Vec<ImageView<'a>>,
+    #[schema(example = 2)]
+    version: i64,
+    #[schema(value_type = chrono::DateTime<chrono::Utc>, example = "2026-11-20T18:00:00.000Z")]
+    created_at: Value,
+    #[schema(value_type = chrono::DateTime<chrono::Utc>, example = "2026-11-21T08:00:00.000Z")]
+    updated_at: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Author<'a> {
+    #[schema(value_type = uuid::Uuid, example = json!(USER))]
+    id: &'a str,
+    /// Their name now; null once the account is erased.
+    #[schema(example = "Ana")]
+    display_name: Option<&'a String>,
+}
+
+/// An image of a review (its bytes at `url`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Image)]
+struct ImageView<'a> {
+    #[schema(value_type = uuid::Uuid, example = json!(IMAGE))]
+    image_id: &'a str,
+    #[schema(example = "/api/v1/images/0192f5a8-3333-7c3d-9f10-3a4b5c6d7e8f")]
+    url: String,
+    /// `image/jpeg`, `image/png` or `image/webp`.
+    #[schema(example = "image/jpeg")]
+    content_type: &'a str,
+    #[schema(example = 48213)]
+    bytes: i64,
+    #[schema(example = 1200)]
+    width: i64,
+    #[schema(example = 800)]
+    height: i64,
+}
+
+/// An image's bytes, as stored.
+struct ImageBytes;
+
+impl PartialSchema for ImageBytes {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl ToSchema for ImageBytes {}
 
 const NEWEST: Order = Order {
     field: review_fields::CREATED_POSITION,
@@ -58,6 +139,25 @@ fn uuid(raw: &str) -> Result<String, String> {
         .map_err(|_| "must be a UUID".to_owned())
 }
 
+/// Browse reviews
+#[utoipa::path(
+    get,
+    path = "/api/v1/reviews",
+    description = "Who may call it: anyone.",
+    params(
+        ("product_sku" = Option<uuid::Uuid>, Query, description = "of one product", example = json!(SKU)),
+        ("author_id" = Option<uuid::Uuid>, Query, description = "by one author", example = json!(USER)),
+        ("region" = Option<String>, Query, description = "from one region", example = "south-america"),
+        ("min_rating" = Option<i64>, Query, minimum = 1, maximum = 5, description = "at least this rating (1 to 5)", example = 4),
+        ("q" = Option<String>, Query, description = "words in the title or body (matched literally)", example = "lens"),
+        ("sort" = Option<String>, Query, description = "newest (default) or rating", example = "newest"),
+        Paging, ReadYourWrites,
+    ),
+    responses(
+        (status = 200, description = "a page of reviews (ETag, Cache-Control)", body = Page<ReviewView>),
+        (status = 304, description = "not modified (If-None-Match)"),
+    )
+)]
 async fn list(
     State(state): State<QueryState>,
     reader: Reader,
@@ -126,6 +226,21 @@ async fn list(
     .await
 }
 
+/// A product's reviews
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{sku}/reviews",
+    description = "Who may call it: anyone.",
+    params(
+        ("sku" = String, Path, description = "the product (a UUID)", example = json!(SKU)),
+        Paging, ReadYourWrites,
+    ),
+    responses(
+        (status = 200, description = "a page of reviews, newest first (ETag, Cache-Control)", body = Page<ReviewView>),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 404, response = inline(NotFound)),
+    )
+)]
 async fn of_product(
     State(state): State<QueryState>,
     reader: Reader,
@@ -176,20 +291,36 @@ async fn page(
                 )
                 .await?;
             let names = display_names(state, &page.documents).await?;
-            let items: Vec<Value> = page
+            let items: Vec<ReviewView> = page
                 .documents
                 .iter()
-                .map(|r| review_json(r, &names))
+                .map(|r| review_view(r, &names))
                 .collect();
-            Ok(Some(
-                json!({ "items": items, "next_cursor": page.next_cursor }),
-            ))
+            Ok(Some(to_json(Page {
+                items,
+                next_cursor: page.next_cursor,
+            })))
         },
     )
     .await?;
     Ok(page.respond(headers, reader.0.is_none()))
 }
 
+/// One review
+#[utoipa::path(
+    get,
+    path = "/api/v1/reviews/{id}",
+    description = "Who may call it: anyone.",
+    params(
+        ("id" = String, Path, description = "the review (a UUID)", example = json!(REVIEW)),
+        ReadYourWrites,
+    ),
+    responses(
+        (status = 200, description = "the review (ETag, Cache-Control)", body = ReviewView),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 404, response = inline(NotFound)),
+    )
+)]
 async fn one(
     State(state): State<QueryState>,
     reader: Reader,
@@ -213,7 +344,7 @@ async fn one(
             return Ok(None);
         };
         let names = display_names(&state, std::slice::from_ref(&review)).await?;
-        Ok(Some(review_json(&review, &names)))
+        Ok(Some(to_json(review_view(&review, &names))))
     })
     .await?;
     Ok(review.respond(&headers, reader.0.is_none()))
@@ -251,32 +382,34 @@ async fn display_names(
         .collect())
 }
 
-fn review_json(review: &ReviewDoc, names: &HashMap<String, String>) -> Value {
-    let images: Vec<Value> = review.images.iter().map(image_json).collect();
-    json!({
-        "id": review.id,
-        "product_sku": review.product_sku,
-        "author": { "id": review.author_id, "display_name": names.get(&review.author_id) },
-        "title": review.title,
-        "body": review.body,
-        "rating": review.rating,
-        "region": review.region,
-        "images": images,
-        "version": review.version,
-        "created_at": rfc3339(review.created_at),
-        "updated_at": rfc3339(review.updated_at),
-    })
+fn review_view<'a>(review: &'a ReviewDoc, names: &'a HashMap<String, String>) -> ReviewView<'a> {
+    ReviewView {
+        id: &review.id,
+        product_sku: &review.product_sku,
+        author: Author {
+            id: &review.author_id,
+            display_name: names.get(&review.author_id),
+        },
+        title: &review.title,
+        body: &review.body,
+        rating: review.rating,
+        region: &review.region,
+        images: review.images.iter().map(image_view).collect(),
+        version: review.version,
+        created_at: rfc3339(review.created_at),
+        updated_at: rfc3339(review.updated_at),
+    }
 }
 
-fn image_json(image: &ReviewImage) -> Value {
-    json!({
-        "image_id": image.image_id,
-        "url": format!("/api/v1/images/{}", image.image_id),
-        "content_type": image.content_type,
-        "bytes": image.bytes,
-        "width": image.width,
-        "height": image.height,
-    })
+fn image_view(image: &ReviewImage) -> ImageView<'_> {
+    ImageView {
+        image_id: &image.image_id,
+        url: format!("/api/v1/images/{}", image.image_id),
+        content_type: &image.content_type,
+        bytes: image.bytes,
+        width: image.width,
+        height: image.height,
+    }
 }
 
 /// The image's bytes: content-addressed, so they never change under one id.
@@ -284,6 +417,29 @@ fn image_json(image: &ReviewImage) -> Value {
 /// The bytes stream from the blob store in chunks (a 5 MB image costs a reader 64 KiB of
 /// memory, not 5 MB). Query parameters are refused: `?n=1`, `?n=2`, … would each be another
 /// entry in the gateway's cache for the same bytes.
+/// An image's bytes
+///
+/// Content-addressed: cached for a year (immutable).
+#[utoipa::path(
+    get,
+    path = "/api/v1/images/{image_id}",
+    description = "Who may call it: anyone. Takes no query parameters (400).",
+    params(
+        ("image_id" = String, Path, description = "the image (a UUID)", example = json!(IMAGE)),
+        ("If-None-Match" = Option<String>, Header, description = "the ETag you have: 304 if unchanged"),
+        ReadYourWrites,
+    ),
+    responses(
+        (status = 200, description = "the bytes (JPEG, PNG or WebP) with their content type; ETag, Cache-Control: public, max-age=31536000, immutable",
+            content(
+                (ImageBytes = "image/jpeg", example = "<JPEG bytes>"),
+                (ImageBytes = "image/png", example = "<PNG bytes>"),
+                (ImageBytes = "image/webp", example = "<WebP bytes>"),
+            )),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 404, response = inline(NotFound)),
+    )
+)]
 async fn image(
     State(state): State<QueryState>,
     headers: HeaderMap,

@@ -2,36 +2,94 @@
 //! admins.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::HeaderMap,
-    response::Response,
-    routing::get,
+    response::{IntoResponse, Response},
 };
 use mongodb::bson::doc;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use shared::{
     ApiError, Role,
     cursor::Scope,
     http::QueryParams,
+    openapi::{Forbidden, NotFound, Unauthorized, ids::USER},
     read_model::{self, UserDoc, user_fields},
 };
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    QueryState, Reader,
+    Page, Paging, QueryState, ReadYourWrites, Reader,
     caching::json_answer,
     keyset::{Key, Order},
+    to_json,
 };
 
-pub fn router() -> Router<QueryState> {
-    Router::new()
-        .route("/api/v1/users", get(list_users))
-        .route("/api/v1/admins", get(list_admins))
-        .route("/api/v1/users/{id}", get(profile))
+pub fn router() -> OpenApiRouter<QueryState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(list_admins))
+        .routes(routes!(profile))
 }
 
-/// `GET /api/v1/users?limit&cursor&role` (admins): users in the order they registered.
+/// The whole user object, as command-api answers it (admins only).
+#[derive(Serialize, ToSchema)]
+#[schema(as = User)]
+struct UserView<'a> {
+    #[schema(value_type = uuid::Uuid, example = json!(USER))]
+    id: &'a str,
+    #[schema(example = "ana")]
+    username: &'a str,
+    #[schema(example = "ana@example.com")]
+    email: &'a str,
+    #[schema(example = "Ana")]
+    display_name: &'a str,
+    role: Role,
+    /// Null when the user gave none (admins).
+    #[schema(example = "south-america")]
+    region: Option<&'a str>,
+    is_superuser: bool,
+    #[schema(value_type = chrono::DateTime<chrono::Utc>, example = "2026-11-21T10:00:00.000Z")]
+    created_at: Value,
+}
+
+/// What anyone may see of a user.
+#[derive(Serialize, ToSchema)]
+struct Profile<'a> {
+    #[schema(example = json!(USER))]
+    id: Uuid,
+    #[schema(example = "ana")]
+    username: &'a str,
+    #[schema(example = "Ana")]
+    display_name: &'a str,
+    role: Role,
+    /// Null when the user gave none (admins).
+    #[schema(example = "south-america")]
+    region: Option<&'a str>,
+}
+
+/// Every user
+///
+/// In the order they registered.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    description = "Who may call it: admin.",
+    security(("bearer" = [])),
+    params(
+        ("role" = Option<Role>, Query, description = "only users with this role"),
+        Paging, ReadYourWrites,
+    ),
+    responses(
+        (status = 200, description = "a page of users", body = Page<UserView>),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+    )
+)]
 async fn list_users(
     State(state): State<QueryState>,
     reader: Reader,
@@ -44,7 +102,20 @@ async fn list_users(
     page_of_users(&state, &headers, &params, role).await
 }
 
-/// `GET /api/v1/admins?limit&cursor` (admins).
+/// Every admin
+#[utoipa::path(
+    get,
+    path = "/api/v1/admins",
+    description = "Who may call it: admin.",
+    security(("bearer" = [])),
+    params(Paging, ReadYourWrites),
+    responses(
+        (status = 200, description = "a page of admins", body = Page<UserView>),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 401, response = inline(Unauthorized)),
+        (status = 403, response = inline(Forbidden)),
+    )
+)]
 async fn list_admins(
     State(state): State<QueryState>,
     reader: Reader,
@@ -84,35 +155,49 @@ async fn page_of_users(
                 .await
         })
         .await?;
-    let items: Vec<Value> = page.documents.iter().map(user_json).collect();
+    let items: Vec<UserView> = page.documents.iter().map(user_view).collect();
     let next_cursor = page.next_cursor;
     Ok(json_answer(
         headers,
         false,
-        &json!({ "items": items, "next_cursor": next_cursor }),
+        &to_json(Page { items, next_cursor }),
     ))
 }
 
-/// The whole user object, as command-api answers it.
-fn user_json(user: &UserDoc) -> Value {
-    json!({
-        "id": user.id,
-        "username": user.username,
-        "email": user.email,
-        "display_name": user.display_name,
-        "role": user.role.as_str(),
-        "region": user.region,
-        "is_superuser": user.is_superuser,
-        "created_at": super::products::rfc3339(user.created_at),
-    })
+fn user_view(user: &UserDoc) -> UserView<'_> {
+    UserView {
+        id: &user.id,
+        username: &user.username,
+        email: &user.email,
+        display_name: &user.display_name,
+        role: user.role,
+        region: user.region.as_deref(),
+        is_superuser: user.is_superuser,
+        created_at: super::products::rfc3339(user.created_at),
+    }
 }
 
-/// `{id, username, display_name, role, region}`; 404 for unknown or deleted users.
+/// A public profile
+///
+/// 404 for unknown or deleted users.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users/{id}",
+    description = "Who may call it: anyone.",
+    params(
+        ("id" = String, Path, description = "the user (a UUID)", example = json!(USER)),
+        ReadYourWrites,
+    ),
+    responses(
+        (status = 200, description = "the profile", body = Profile),
+        (status = 404, response = inline(NotFound)),
+    )
+)]
 async fn profile(
     State(state): State<QueryState>,
     _reader: Reader,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("user"))?;
     let user = state
         .breaker
@@ -126,11 +211,12 @@ async fn profile(
         })
         .await?
         .ok_or(ApiError::NotFound("user"))?;
-    Ok(Json(json!({
-        "id": id,
-        "username": user.username,
-        "display_name": user.display_name,
-        "role": user.role.as_str(),
-        "region": user.region,
-    })))
+    Ok(Json(Profile {
+        id,
+        username: &user.username,
+        display_name: &user.display_name,
+        role: user.role,
+        region: user.region.as_deref(),
+    })
+    .into_response())
 }

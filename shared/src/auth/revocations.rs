@@ -65,22 +65,16 @@ impl Revocations {
     ) {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
-            loop {
+            crate::service::keep_running("following session revocations", &shutdown, || async {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    outcome = this.follow(&js, &prefix) => {
-                        if let Err(e) = outcome {
-                            tracing::warn!(error = format!("{e:#}"), "following session revocations failed; retrying");
-                        }
-                    }
+                    _ = shutdown.cancelled() => Ok(()),
+                    outcome = this.follow(&js, &prefix) => match outcome {
+                        Ok(()) => Err(anyhow::anyhow!("the EVENTS subscription ended")),
+                        failed => failed,
+                    },
                 }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
+            })
+            .await;
         });
     }
 

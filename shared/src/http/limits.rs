@@ -1,18 +1,20 @@
 //! Rate limiting and per-route request metrics, as middleware both APIs wrap their routes in.
 //!
-//! The limiter is a GCRA (the "leaky bucket as a meter") per client: a signed-in caller is
-//! counted by user (the verified token's subject), anyone else by address. Each client may
+//! A signed-in caller is counted by user (the verified token's subject), anyone else by
+//! address, each kind against its own per-minute [`allowance`] (governor's GCRA). A client may
 //! make `limit` requests per minute, in a burst if it likes; the next one is refused with 429
 //! `rate_limited` and `Retry-After`. Every answer carries `RateLimit-Limit`,
 //! `RateLimit-Remaining` and `RateLimit-Reset` (seconds until the allowance is whole again).
 //! Limits are per process: with N replicas behind the gateway a client gets up to N times the
 //! limit, which is why the gateway keeps its own limit too.
 
+mod address;
+mod allowance;
+
 use std::{
-    collections::HashMap,
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    sync::Arc,
+    time::Instant,
 };
 
 use axum::{
@@ -21,16 +23,16 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use governor::clock::DefaultClock;
+use uuid::Uuid;
 
+pub use self::address::client_address;
+use self::allowance::Allowance;
 use crate::{
     ApiError,
     auth::{TokenVerifier, bearer_token},
     config::{self, ConfigError, Source},
 };
-
-const WINDOW: Duration = Duration::from_secs(60);
-/// Clients remembered before idle ones are forgotten.
-const MAX_CLIENTS: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitConfig {
@@ -63,10 +65,12 @@ impl RateLimitConfig {
 }
 
 pub struct RateLimiter {
-    config: RateLimitConfig,
+    trust_proxy: bool,
     verifier: TokenVerifier,
-    /// Client → theoretical arrival time of its next request.
-    clients: Mutex<HashMap<String, Instant>>,
+    /// Per client address, for callers without a valid token; `None` when unlimited.
+    anonymous: Option<Allowance<String>>,
+    /// Per signed-in user; `None` when unlimited.
+    users: Option<Allowance<Uuid>>,
 }
 
 /// What the limiter decided for one request.
@@ -81,112 +85,52 @@ pub struct Decision {
     pub retry_after_secs: u64,
 }
 
+/// Who a request counts against.
+#[derive(Debug, PartialEq, Eq)]
+enum Client {
+    User(Uuid),
+    Address(String),
+}
+
 impl RateLimiter {
     pub fn new(config: RateLimitConfig, verifier: TokenVerifier) -> Arc<Self> {
         Arc::new(Self {
-            config,
+            trust_proxy: config.trust_proxy,
             verifier,
-            clients: Mutex::new(HashMap::new()),
+            anonymous: Allowance::per_minute(config.anonymous_per_minute, DefaultClock::default()),
+            users: Allowance::per_minute(config.user_per_minute, DefaultClock::default()),
         })
     }
 
-    /// Counts one request of `client` against `limit` per minute.
-    pub fn check(&self, client: &str, limit: u32, now: Instant) -> Decision {
-        let interval = WINDOW / limit.max(1);
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if clients.len() >= MAX_CLIENTS {
-            // Forget clients whose allowance is whole again; if nearly all are active, forget
-            // all (a moment of leniency rather than unbounded memory).
-            clients.retain(|_, tat| *tat > now);
-            if clients.len() >= MAX_CLIENTS * 9 / 10 {
-                clients.clear();
-            }
-        }
-        let tat = clients.get(client).copied().unwrap_or(now).max(now);
-        let next = tat + interval;
-        let ahead = next - now;
-        if ahead > WINDOW {
-            let wait = ahead - WINDOW;
-            return Decision {
-                allowed: false,
-                limit,
-                remaining: 0,
-                reset_secs: ceil_secs(tat - now),
-                retry_after_secs: ceil_secs(wait).max(1),
-            };
-        }
-        clients.insert(client.to_owned(), next);
-        let left = (WINDOW - ahead).as_nanos() / interval.as_nanos().max(1);
-        Decision {
-            allowed: true,
-            limit,
-            remaining: u32::try_from(left).unwrap_or(u32::MAX),
-            reset_secs: ceil_secs(ahead),
-            retry_after_secs: 0,
+    /// Counts one request from `peer` with `headers` against its client's allowance; `None`
+    /// when that kind of client is not limited.
+    pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Decision> {
+        match self.client(headers, peer)? {
+            Client::User(id) => Some(self.users.as_ref()?.check(&id)),
+            Client::Address(address) => Some(self.anonymous.as_ref()?.check(&address)),
         }
     }
 
-    /// The client a request counts against, and its limit; `None` when unlimited.
-    fn client(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<(String, u32)> {
+    /// The client a request counts against; `None` when nothing is limited (no token is
+    /// verified then) or an anonymous caller's address is unknown.
+    fn client(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<Client> {
+        if self.anonymous.is_none() && self.users.is_none() {
+            return None;
+        }
         let user = bearer_token(headers)
             .ok()
             .flatten()
             .and_then(|token| self.verifier.verify(token).ok());
         match user {
-            Some(claims) if self.config.user_per_minute > 0 => {
-                Some((format!("user:{}", claims.sub), self.config.user_per_minute))
-            }
-            Some(_) => None,
-            None if self.config.anonymous_per_minute > 0 => Some((
-                format!(
-                    "addr:{}",
-                    client_address(headers, peer?, self.config.trust_proxy)
-                ),
-                self.config.anonymous_per_minute,
-            )),
-            None => None,
+            Some(claims) => Some(Client::User(claims.sub)),
+            None if self.anonymous.is_none() => None,
+            None => Some(Client::Address(client_address(
+                headers,
+                peer?,
+                self.trust_proxy,
+            ))),
         }
     }
-}
-
-/// The client a request comes from, as the rate limiter and the login throttle count it: the
-/// `X-Real-IP` the gateway set when `trust_proxy` is on and the connection comes from an
-/// internal address (the gateway's), else the peer; an IPv6 address counts by its /64.
-pub fn client_address(headers: &HeaderMap, peer: IpAddr, trust_proxy: bool) -> String {
-    let behind_proxy = trust_proxy && internal(peer);
-    let forwarded = behind_proxy
-        .then(|| headers.get("x-real-ip")?.to_str().ok()?.trim().parse().ok())
-        .flatten();
-    client_key(forwarded.unwrap_or(peer))
-}
-
-/// Loopback or private: where a gateway in front of the service connects from.
-fn internal(address: IpAddr) -> bool {
-    match address {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || v6.to_ipv4_mapped().is_some_and(|v4| internal(IpAddr::V4(v4)))
-        }
-    }
-}
-
-/// An IPv4 address, or an IPv6 address's /64 (one host usually holds a whole /64).
-fn client_key(address: IpAddr) -> String {
-    match address {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
-}
-
-fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// The rate-limiting middleware (`axum::middleware::from_fn_with_state`).
@@ -199,10 +143,9 @@ pub async fn rate_limit(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip());
-    let Some((client, limit)) = limiter.client(request.headers(), peer) else {
+    let Some(decision) = limiter.check(request.headers(), peer) else {
         return next.run(request).await;
     };
-    let decision = limiter.check(&client, limit, Instant::now());
     let mut response = if decision.allowed {
         next.run(request).await
     } else {
@@ -240,63 +183,137 @@ pub async fn track(request: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use axum::{Router, body::Body, routing::get};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use tower::ServiceExt as _;
+
     use super::*;
+    use crate::{
+        Role,
+        auth::{AUDIENCE, Claims, ISSUER, SigningKey},
+    };
 
-    fn limiter() -> Arc<RateLimiter> {
-        let dir = std::env::temp_dir().join(format!("limits-{}", uuid::Uuid::new_v4()));
-        let src: HashMap<String, String> =
+    /// A limiter with `config`, and an access token it accepts.
+    fn limiter(config: RateLimitConfig) -> (Arc<RateLimiter>, String) {
+        let dir = std::env::temp_dir().join(format!("limits-{}", Uuid::new_v4()));
+        let src: std::collections::HashMap<String, String> =
             [("CAMREVIEWS_DATA_DIR".to_owned(), dir.display().to_string())].into();
-        let key = crate::auth::SigningKey::from_env(&src).unwrap();
-        RateLimiter::new(
-            RateLimitConfig {
-                anonymous_per_minute: 3,
-                user_per_minute: 3,
-                trust_proxy: true,
-            },
-            TokenVerifier::new(&key.public),
+        let key = SigningKey::from_env(&src).unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: Uuid::now_v7(),
+            role: Role::Publisher,
+            sid: Uuid::now_v7(),
+            iat: now,
+            exp: now + 600,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            jti: Uuid::now_v7(),
+        };
+        let token = encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims,
+            &EncodingKey::from_ed_der(key.pkcs8_der()),
         )
+        .unwrap();
+        let verifier = TokenVerifier::new(&key.public);
+        (RateLimiter::new(config, verifier), token)
     }
 
-    #[test]
-    fn forwarded_addresses_count_only_from_an_internal_peer() {
-        let limiter = limiter();
-        let mut headers = HeaderMap::new();
-        headers.insert("x-real-ip", HeaderValue::from_static("203.0.113.9"));
-        let from_gateway = limiter.client(&headers, Some("10.0.0.5".parse().unwrap()));
-        assert_eq!(from_gateway.unwrap().0, "addr:203.0.113.9");
-        let from_outside = limiter.client(&headers, Some("198.51.100.1".parse().unwrap()));
-        assert_eq!(
-            from_outside.unwrap().0,
-            "addr:198.51.100.1",
-            "a spoofed header is ignored"
-        );
-        let v6 = limiter.client(
-            &HeaderMap::new(),
-            Some("2001:db8:1:2:3:4:5:6".parse().unwrap()),
-        );
-        assert_eq!(v6.unwrap().0, "addr:2001:db8:1:2::/64");
+    fn app(limiter: Arc<RateLimiter>) -> Router {
+        Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(limiter, rate_limit))
     }
 
-    #[test]
-    fn the_request_after_the_limit_is_refused_until_the_allowance_grows_back() {
-        let limiter = limiter();
-        let start = Instant::now();
-        let decisions: Vec<Decision> = (0..4).map(|_| limiter.check("a", 3, start)).collect();
-        assert_eq!(
-            decisions.iter().map(|d| d.remaining).collect::<Vec<_>>(),
-            [2, 1, 0, 0]
-        );
-        assert!(decisions[..3].iter().all(|d| d.allowed));
-        assert!(!decisions[3].allowed);
-        assert_eq!(
-            decisions[3].retry_after_secs, 20,
-            "one request's worth: 60 s / 3"
-        );
-        // Another client is not affected.
-        assert!(limiter.check("b", 3, start).allowed);
-        // After 20 s, one more.
-        let later = start + Duration::from_secs(20);
-        assert!(limiter.check("a", 3, later).allowed);
-        assert!(!limiter.check("a", 3, later).allowed);
+    /// A GET from the gateway on behalf of `client`.
+    async fn get_from(app: &Router, client: &str, token: Option<&str>) -> Response {
+        let mut request = axum::http::Request::get("/").header("x-real-ip", client);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        let gateway: SocketAddr = "10.0.0.5:41000".parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(gateway));
+        app.clone().oneshot(request).await.unwrap()
+    }
+
+    fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+        response.headers().get(name).map(|v| v.to_str().unwrap())
+    }
+
+    fn rate_headers(response: &Response) -> [Option<&str>; 3] {
+        ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"].map(|h| header(response, h))
+    }
+
+    #[tokio::test]
+    async fn the_request_after_the_limit_gets_429_with_retry_after_and_other_addresses_do_not() {
+        let (limiter, _) = limiter(RateLimitConfig {
+            anonymous_per_minute: 3,
+            user_per_minute: 3,
+            trust_proxy: true,
+        });
+        let app = app(limiter);
+        for (remaining, reset) in [("2", "20"), ("1", "40"), ("0", "60")] {
+            let allowed = get_from(&app, "203.0.113.9", None).await;
+            assert_eq!(allowed.status(), 200);
+            assert_eq!(
+                rate_headers(&allowed),
+                [Some("3"), Some(remaining), Some(reset)]
+            );
+        }
+        let refused = get_from(&app, "203.0.113.9", None).await;
+        assert_eq!(refused.status(), 429);
+        assert_eq!(header(&refused, "retry-after"), Some("20"), "60 s / 3");
+        assert_eq!(rate_headers(&refused), [Some("3"), Some("0"), Some("60")]);
+        let body = axum::body::to_bytes(refused.into_body(), 4096)
+            .await
+            .unwrap();
+        let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(problem["code"], "rate_limited");
+
+        let other = get_from(&app, "203.0.113.10", None).await;
+        assert_eq!(other.status(), 200);
+        assert_eq!(header(&other, "ratelimit-remaining"), Some("2"));
+    }
+
+    #[tokio::test]
+    async fn a_signed_in_caller_is_counted_by_user_whatever_its_address() {
+        let (limiter, token) = limiter(RateLimitConfig {
+            anonymous_per_minute: 5,
+            user_per_minute: 2,
+            trust_proxy: true,
+        });
+        let app = app(limiter);
+        for address in ["198.51.100.1", "198.51.100.2"] {
+            let allowed = get_from(&app, address, Some(&token)).await;
+            assert_eq!(allowed.status(), 200);
+            assert_eq!(header(&allowed, "ratelimit-limit"), Some("2"));
+        }
+        let refused = get_from(&app, "198.51.100.3", Some(&token)).await;
+        assert_eq!(refused.status(), 429);
+        // The same address without the token counts against its own allowance.
+        let anonymous = get_from(&app, "198.51.100.3", None).await;
+        assert_eq!(anonymous.status(), 200);
+        assert_eq!(rate_headers(&anonymous)[..2], [Some("5"), Some("4")]);
+    }
+
+    #[tokio::test]
+    async fn a_limit_of_zero_is_no_limit_and_no_headers() {
+        let users_unlimited = RateLimitConfig {
+            anonymous_per_minute: 1,
+            user_per_minute: 0,
+            trust_proxy: true,
+        };
+        for (config, signed_in) in [(users_unlimited, true), (RateLimitConfig::OFF, false)] {
+            let (limiter, token) = limiter(config);
+            let app = app(limiter);
+            for _ in 0..5 {
+                let answer = get_from(&app, "198.51.100.1", signed_in.then_some(&*token)).await;
+                assert_eq!(answer.status(), 200);
+                assert_eq!(rate_headers(&answer), [None, None, None]);
+            }
+        }
     }
 }

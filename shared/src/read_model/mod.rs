@@ -11,6 +11,9 @@ mod users;
 mod views;
 
 pub use history::{HistoryActor, HistoryChange, HistoryDoc, history_fields};
+/// The map the read models keep in stored order (specs, a change's fields), for the answers
+/// that show them in that order.
+pub use indexmap::IndexMap;
 pub use products::{ProductDoc, RatingStats, product_fields};
 pub use reviews::{ImageDoc, ReviewDoc, ReviewImage, image_fields, review_fields};
 pub use users::{UserDoc, user_fields};

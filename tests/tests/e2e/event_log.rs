@@ -411,7 +411,7 @@ async fn a_tail_started_mid_history_sees_every_position_once_in_order_across_new
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_committing_late_holds_the_tail_back_instead_of_being_skipped() {
-    use command_api::store::{self, ExpectedVersion, Metadata, StreamId};
+    use eventstore::{self as store, ExpectedVersion, Metadata, StreamId};
     use shared::events::ProductEvent;
 
     let catalog = Catalog::start().await;

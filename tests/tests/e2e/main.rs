@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 pub mod catalog;
+mod conformance;
 mod ctl;
 mod dead_letters;
 mod deploy;
@@ -28,7 +29,7 @@ mod views;
 
 use std::collections::BTreeMap;
 
-use command_api::store::NewEvent;
+use eventstore::NewEvent;
 use shared::events::{FieldChange, ProductCreated, ProductEvent, ProductUpdated};
 
 /// A `ProductCreated` ready to append.

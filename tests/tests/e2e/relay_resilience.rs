@@ -4,10 +4,8 @@
 use std::{collections::HashSet, time::Duration};
 
 use camreviews_tests::{NatsServer, TestEnv, stream};
-use command_api::{
-    relay::{Relay, RelayConfig},
-    store::{self, ExpectedVersion, Metadata, StreamId},
-};
+use command_api::relay::{Relay, RelayConfig};
+use eventstore::{self as store, ExpectedVersion, Metadata, StreamId};
 use shared::{EventEnvelope, events::ProductEvent};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

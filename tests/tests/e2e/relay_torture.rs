@@ -13,10 +13,8 @@ use std::{
 };
 
 use camreviews_tests::{TestEnv, stream};
-use command_api::{
-    relay::{Relay, RelayConfig, Scope},
-    store::{self, ExpectedVersion, Metadata, StreamId},
-};
+use command_api::relay::{Relay, RelayConfig, Scope};
+use eventstore::{self as store, ExpectedVersion, Metadata, StreamId};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use shared::events::ProductEvent;
 use tokio_util::sync::CancellationToken;

@@ -1,7 +1,7 @@
 //! The event store: append and read, optimistic concurrency, idempotent answers.
 
-use command_api::store::{
-    self, AppendError, EventFilter, ExpectedVersion, Metadata, StreamId,
+use eventstore::{
+    self as store, AppendError, EventFilter, ExpectedVersion, Metadata, StreamId,
     idempotency::{self, Claim, IdempotencyKey, StoredResponse},
 };
 use shared::{Actor, Role, events::ProductEvent};

@@ -3,7 +3,7 @@
 //! everywhere: by the projector, by a rebuild, by the command side's aggregate, and by the
 //! event log, which serves it as v2.
 
-use command_api::store::{self, ExpectedVersion, Metadata, NewEvent, StreamId};
+use eventstore::{self as store, ExpectedVersion, Metadata, NewEvent, StreamId};
 use serde_json::json;
 use shared::events::UserEvent;
 use uuid::Uuid;

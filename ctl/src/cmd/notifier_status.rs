@@ -6,13 +6,13 @@ use std::io::Write as _;
 
 use mongodb::bson::{Document, doc};
 
-pub async fn status(
-    db: &mongodb::Database,
-    js: &async_nats::jetstream::Context,
-    prefix: &shared::nats::Prefix,
-) -> anyhow::Result<()> {
-    let waiting = notifier::emails::delivery::waiting_changes(db).await?;
-    let consumer = notifier::emails::backlog(js, prefix).await;
+use crate::{cli::Cli, cmd::Done};
+
+pub async fn run(cli: &Cli) -> anyhow::Result<Done> {
+    let (js, prefix) = cli.jetstream().await?;
+    let db = cli.mongo().await?;
+    let waiting = notifier::emails::outbox::waiting_changes(&db).await?;
+    let consumer = notifier::emails::backlog(&js, &prefix).await;
     let admins = db.collection::<Document>("notifier_admins");
     let mut out = std::io::stdout().lock();
     match consumer {
@@ -30,7 +30,7 @@ pub async fn status(
         waiting.len()
     )?;
     if waiting.is_empty() {
-        return Ok(());
+        return Ok(Done::Ok);
     }
     writeln!(out, "{:<24} {:>8} {:>12}", "admin", "changes", "oldest (s)")?;
     for w in &waiting {
@@ -46,5 +46,5 @@ pub async fn status(
             w.oldest.as_secs_f64()
         )?;
     }
-    Ok(())
+    Ok(Done::Ok)
 }

@@ -35,6 +35,8 @@
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Whose in-flight transactions the relay waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,5 +124,100 @@ pub async fn safe_horizon(
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// The horizon above `after`, waiting as long as writers stay in flight; `waiting` runs after
+/// each second spent waiting (to say so, or to show a lock holder is alive).
+pub async fn settled(
+    pool: &PgPool,
+    scope: Scope,
+    after: i64,
+    mut waiting: impl AsyncFnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<i64> {
+    loop {
+        if let Some(horizon) = safe_horizon(pool, scope, after, Duration::from_secs(1)).await? {
+            return Ok(horizon);
+        }
+        waiting().await?;
+    }
+}
+
+/// The settled horizon kept current in the background, for live tails: recomputed whenever
+/// the store announces new events (`NOTIFY events_appended`), and at least every second.
+#[derive(Clone)]
+pub struct Follower {
+    pool: PgPool,
+    scope: Scope,
+    receiver: watch::Receiver<i64>,
+}
+
+impl Follower {
+    /// Starts following; it stops when `shutdown` is cancelled.
+    pub async fn spawn(pool: PgPool, shutdown: CancellationToken) -> Result<Self, sqlx::Error> {
+        let scope = Scope::detect(&pool).await?;
+        let (sender, receiver) = watch::channel(0);
+        let follower = Self {
+            pool,
+            scope,
+            receiver,
+        };
+        let background = follower.clone();
+        tokio::spawn(async move { background.follow(sender, shutdown).await });
+        Ok(follower)
+    }
+
+    /// The horizon now, computed afresh (a page or an export starts from it). If writers in
+    /// flight do not finish within a second, the last horizon the follower proved settled is
+    /// used: a little older, never unsafe.
+    pub async fn now(&self) -> Result<i64, sqlx::Error> {
+        let current = *self.receiver.borrow();
+        let settled = safe_horizon(&self.pool, self.scope, current, Duration::from_secs(1)).await?;
+        Ok(settled.unwrap_or(current).max(current))
+    }
+
+    /// Every horizon the follower proves settled, as it moves.
+    pub fn watch(&self) -> watch::Receiver<i64> {
+        self.receiver.clone()
+    }
+
+    async fn follow(self, sender: watch::Sender<i64>, shutdown: CancellationToken) {
+        let mut listener = None;
+        loop {
+            if listener.is_none() {
+                match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+                    Ok(mut l) => match l.listen("events_appended").await {
+                        Ok(()) => listener = Some(l),
+                        Err(e) => tracing::warn!(error = %e, "horizon follower cannot listen"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "horizon follower cannot listen"),
+                }
+            }
+            let current = *sender.borrow();
+            let mut again = Duration::from_secs(1);
+            match safe_horizon(&self.pool, self.scope, current, again).await {
+                Ok(Some(horizon)) if horizon > current => {
+                    sender.send_replace(horizon);
+                }
+                Ok(Some(_)) => {}
+                // Writers still in flight: look again shortly.
+                Ok(None) => again = Duration::from_millis(10),
+                Err(e) => {
+                    tracing::warn!(error = %e, "horizon not updated");
+                    listener = None;
+                }
+            }
+            let notified = async {
+                match listener.as_mut() {
+                    Some(l) => l.recv().await.map(drop),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(again) => {}
+                received = notified => if received.is_err() { listener = None },
+            }
+        }
     }
 }

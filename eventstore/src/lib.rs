@@ -1,10 +1,18 @@
-//! The event store in PostgreSQL: appending events with an expected version, reading one
-//! aggregate's stream or the whole log, and idempotent command answers. Migrations are
-//! embedded and run at start-up.
+//! The event store in PostgreSQL, the one home of everything that touches the `events`
+//! table: appending events with an expected version ([`append_events`]), reading one
+//! aggregate's stream or the whole log ([`read_all`], [`read_range`], ...), idempotent
+//! command answers ([`idempotency`]), the settled horizon below which no position can still
+//! appear ([`horizon`]) and the relay's progress ([`RelayStatus`]). command-api writes through
+//! it, its relay publishes from it, camctl and the projector's rebuild read it.
+//!
+//! The migrations of the write database (the event store's tables and the command side's
+//! identity tables, which share its transactions) are embedded here and run at start-up.
 
 mod append;
+pub mod horizon;
 pub mod idempotency;
 mod read;
+pub mod status;
 
 pub use append::{
     AppendError, Appended, ExpectedVersion, Metadata, NewEvent, StreamId, append_events,
@@ -13,6 +21,8 @@ pub use append::{
 pub use read::{
     AggregateKey, EventFilter, count_all, read_all, read_by_aggregate, read_range, read_stream,
 };
+
+pub use status::RelayStatus;
 
 use std::time::Duration;
 

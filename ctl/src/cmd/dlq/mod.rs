@@ -7,6 +7,11 @@
 //! per-message tally sequence), so the consumers that had already handled it skip it, and the
 //! one that parked it applies it. The copy's `Nats-Msg-Id` is derived from the DLQ sequence, so
 //! requeueing the same letter twice (a crash between publish and delete) stores it once.
+//!
+//! The commands: `dlq list` ([`list`]) and `dlq requeue` ([`requeue`]).
+
+pub mod list;
+pub mod requeue;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{
@@ -14,9 +19,10 @@ use async_nats::jetstream::{
     stream::{RawMessageErrorKind, Stream},
 };
 use serde::Serialize;
-use shared::nats::Prefix;
-
-pub use shared::nats::headers::{REQUEUED, REQUEUED_FOR};
+use shared::nats::{
+    Prefix,
+    headers::{REQUEUED, REQUEUED_FOR},
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Letter {
@@ -39,7 +45,7 @@ async fn dlq(js: &jetstream::Context, prefix: &Prefix) -> anyhow::Result<Stream>
 }
 
 /// Every parked letter, oldest first, optionally of one consumer only.
-pub async fn list(
+pub async fn parked(
     js: &jetstream::Context,
     prefix: &Prefix,
     consumer: Option<&str>,
@@ -81,7 +87,7 @@ pub async fn list(
 }
 
 /// Sends `letter` back to its original subject and removes it from `DLQ`.
-pub async fn requeue(
+pub async fn send_back(
     js: &jetstream::Context,
     prefix: &Prefix,
     letter: &Letter,

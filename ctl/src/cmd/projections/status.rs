@@ -3,17 +3,22 @@
 use std::{collections::BTreeMap, io::Write};
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::TryStreamExt as _;
 use mongodb::{
     Database,
     bson::{Document, doc},
 };
+use projector::rebuild;
 use serde::Serialize;
 use shared::{nats::Prefix, read_model};
 use sqlx::PgPool;
 
-use crate::{dlq, progress::grouped, rebuild};
+use crate::{
+    cli::{Cli, StatusFormat},
+    cmd::{Done, dlq},
+    progress::grouped,
+};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -57,21 +62,36 @@ pub struct ConsumerState {
     pub redelivered: usize,
 }
 
-pub async fn gather(
+pub async fn run(cli: &Cli, format: StatusFormat) -> anyhow::Result<Done> {
+    let pool = cli.pool().await?;
+    let db = cli.mongo().await?;
+    // Without NATS the status still shows the read models; it says what it could not see.
+    let nats = cli.jetstream().await.map_err(|e| format!("{e:#}"));
+    let report = gather(&pool, &db, nats.as_ref().map_err(Clone::clone)).await?;
+    match format {
+        StatusFormat::Json => writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&report)?
+        )?,
+        StatusFormat::Table => print(&report, &mut std::io::stdout().lock())?,
+    }
+    Ok(Done::Ok)
+}
+
+async fn gather(
     pool: &PgPool,
     db: &Database,
     nats: Result<&(async_nats::jetstream::Context, Prefix), String>,
 ) -> anyhow::Result<Report> {
     let applied = read_model::applied_position(db).await?;
-    let (store_position, lag_events, oldest): (i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
-        "SELECT coalesce((SELECT max(position) FROM events), 0),
-                (SELECT count(*) FROM events WHERE position > $1),
-                (SELECT occurred_at FROM events WHERE position > $1 ORDER BY position LIMIT 1)",
-    )
-    .bind(applied)
-    .fetch_one(pool)
-    .await
-    .context("reading the event store")?;
+    let eventstore::status::Behind {
+        store_position,
+        events: lag_events,
+        oldest,
+    } = eventstore::status::Behind::read(pool, applied)
+        .await
+        .context("reading the event store")?;
     let lag_seconds = oldest.map_or(0.0, |at| {
         ((Utc::now() - at).num_milliseconds().max(0) as f64) / 1000.0
     });
@@ -148,7 +168,7 @@ pub async fn gather(
                 });
             }
         }
-        match dlq::list(js, prefix, None).await {
+        match dlq::parked(js, prefix, None).await {
             Ok(letters) => {
                 let mut counts = BTreeMap::new();
                 for letter in letters {
@@ -172,7 +192,7 @@ pub async fn gather(
     })
 }
 
-pub fn print(report: &Report, out: &mut impl Write) -> anyhow::Result<()> {
+fn print(report: &Report, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "applied position   {}", report.applied_position)?;
     writeln!(out, "event store        {}", report.store_position)?;
     writeln!(
