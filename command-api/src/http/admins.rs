@@ -48,7 +48,7 @@ pub(super) struct CreateAdminBody {
     #[schema(value_type = String, required = true, min_length = 8, max_length = 128, example = "a-long-password")]
     password: Option<String>,
     /// 1 to 100 characters; the username when absent.
-    #[schema(min_length = 1, max_length = 100, example = "Bruno")]
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "Bruno")]
     display_name: Option<String>,
 }
 
@@ -132,7 +132,12 @@ pub(super) struct UpdateAdminBody {
     #[schema(format = Email, max_length = 254, example = "bruno@example.com")]
     email: Option<String>,
     /// 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100, example = "Bruno R.")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "\\S",
+        example = "Bruno R."
+    )]
     display_name: Option<String>,
     /// 8 to 128 characters.
     #[schema(min_length = 8, max_length = 128, example = "another-long-password")]

@@ -53,7 +53,7 @@ pub(super) struct RegisterBody {
     #[schema(value_type = String, required = true, min_length = 8, max_length = 128, example = "a-long-password")]
     password: Option<String>,
     /// 1 to 100 characters; the username when absent.
-    #[schema(min_length = 1, max_length = 100, example = "Ana")]
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "Ana")]
     display_name: Option<String>,
     /// `south-america`, `north-america`, `central-america`, `europe`, `asia`, `africa` or
     /// `oceania`.

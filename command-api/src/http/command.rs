@@ -78,6 +78,7 @@ impl utoipa::IntoParams for IdempotencyHeader {
             "Idempotency-Key",
             "repeat a write safely: the same key answers the same (24 hours); 1 to 255 visible \
              ASCII characters",
+            "^[\\x21-\\x7E]{1,255}$",
             "0192f5a8-6666-7c3d-9f10-3a4b5c6d7e8f",
         )]
     }
@@ -93,19 +94,29 @@ impl utoipa::IntoParams for IfMatch {
         vec![header_param(
             "If-Match",
             "the version you read (`\"3\"` or `3`); 412 if it moved on",
+            "^\\s*(W/)?\"?[0-9]{1,18}\"?\\s*$",
             "\"3\"",
         )]
     }
 }
 
-fn header_param(name: &str, description: &str, example: &str) -> utoipa::openapi::path::Parameter {
-    use utoipa::PartialSchema as _;
+fn header_param(
+    name: &str,
+    description: &str,
+    pattern: &str,
+    example: &str,
+) -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
     utoipa::openapi::path::ParameterBuilder::new()
         .name(name)
         .parameter_in(utoipa::openapi::path::ParameterIn::Header)
         .required(utoipa::openapi::Required::False)
         .description(Some(description))
-        .schema(Some(String::schema()))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(pattern)),
+        ))
         .example(Some(example.into()))
         .build()
 }

@@ -125,10 +125,10 @@ fn position(raw: &str) -> Result<i64, String> {
     security(("bearer" = [])),
     params(
         ("after" = Option<i64>, Query, minimum = 0, description = "start after this position", example = 1000),
-        ("cursor" = Option<String>, Query, description = "the previous page's `next_cursor` (instead of `after`)", example = "1042"),
+        ("cursor" = Option<String>, Query, pattern = "^\\+?[0-9]{1,18}$", description = "the previous page's `next_cursor` (instead of `after`)", example = "1042"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1 to 1000, default 20", example = 100),
-        ("type" = Option<String>, Query, description = "event types, comma-separated", example = "ProductCreated,ProductUpdated"),
-        ("aggregate_type" = Option<String>, Query, description = "product, review or user", example = "product"),
+        ("type" = Option<String>, Query, pattern = "^[A-Za-z0-9_]{1,100}(,[A-Za-z0-9_]{1,100})*$", description = "event types, comma-separated", example = "ProductCreated,ProductUpdated"),
+        ("aggregate_type" = Option<String>, Query, pattern = "^[A-Za-z0-9_]{1,100}$", description = "product, review or user", example = "product"),
         ("aggregate_id" = Option<uuid::Uuid>, Query, description = "one aggregate", example = json!(SKU)),
         ("since" = Option<DateTime<Utc>>, Query, description = "occurred at or after (RFC 3339)", example = "2026-11-01T00:00:00Z"),
         ("until" = Option<DateTime<Utc>>, Query, description = "occurred before (RFC 3339)", example = "2026-12-01T00:00:00Z"),
@@ -268,10 +268,10 @@ fn ndjson(
     description = "Who may call it: admin or analyst.",
     security(("bearer" = [])),
     params(
-        ("Last-Event-ID" = Option<String>, Header, description = "resume after this position (wins over `after`)", example = "1042"),
+        ("Last-Event-ID" = Option<String>, Header, pattern = "^\\+?[0-9]{1,18}$", description = "resume after this position (wins over `after`)", example = "1042"),
         ("after" = Option<i64>, Query, minimum = 0, description = "start after this position; default: only new events", example = 0),
-        ("type" = Option<String>, Query, description = "event types, comma-separated", example = "ProductUpdated"),
-        ("aggregate_type" = Option<String>, Query, description = "product, review or user", example = "product"),
+        ("type" = Option<String>, Query, pattern = "^[A-Za-z0-9_]{1,100}(,[A-Za-z0-9_]{1,100})*$", description = "event types, comma-separated", example = "ProductUpdated"),
+        ("aggregate_type" = Option<String>, Query, pattern = "^[A-Za-z0-9_]{1,100}$", description = "product, review or user", example = "product"),
     ),
     responses(
         (status = 200, description = "an endless stream of envelopes, one per event (`data:`), `id:` its position",

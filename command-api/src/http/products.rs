@@ -39,8 +39,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// takes any subset.
 #[derive(Deserialize, Serialize, ToSchema)]
 pub(super) struct ProductBody {
-    /// Generated when absent; cannot be changed.
-    #[schema(value_type = Option<Uuid>, example = json!(SKU))]
+    /// Cannot be changed: when sent, it must be the product's own.
+    #[schema(value_type = Option<Uuid>, read_only, example = json!(SKU))]
     sku: Option<String>,
     /// 1 to 200 characters.
     #[schema(

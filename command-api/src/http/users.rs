@@ -46,7 +46,7 @@ pub fn parse_user_id(raw: &str) -> Result<Uuid, ApiError> {
 #[derive(Deserialize, Serialize, ToSchema)]
 pub(super) struct UpdateMeBody {
     /// 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100, example = "Ana P.")]
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "Ana P.")]
     display_name: Option<String>,
     #[schema(format = Email, max_length = 254, example = "ana@example.com")]
     email: Option<String>,

@@ -85,10 +85,20 @@ pub struct Paging {
 #[allow(dead_code)] // describes the headers; the middleware reads them
 pub struct ReadYourWrites {
     /// Wait until the read models have applied this position (read your writes).
-    #[param(rename = "X-Min-Position", minimum = 0, example = 1042)]
+    #[param(
+        rename = "X-Min-Position",
+        nullable = false,
+        minimum = 0,
+        example = 1042
+    )]
     min_position: Option<i64>,
     /// How long to wait for it, at most 5000 (default 2000).
-    #[param(rename = "X-Max-Wait-Ms", minimum = 0, example = 2000)]
+    #[param(
+        rename = "X-Max-Wait-Ms",
+        nullable = false,
+        minimum = 0,
+        example = 2000
+    )]
     max_wait_ms: Option<i64>,
 }
 
@@ -145,6 +155,13 @@ mod tests {
             json!(["number", "null"])
         );
         assert_eq!(list["example"]["items"][0]["name"], "Leica Q3");
+        let wait = &doc["paths"]["/api/v1/products"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "X-Min-Position")
+            .unwrap()["schema"];
+        assert_eq!(wait["type"], "integer", "a header is never null");
         let image =
             &doc["paths"]["/api/v1/images/{image_id}"]["get"]["responses"]["200"]["content"];
         for kind in ["image/jpeg", "image/png", "image/webp"] {

@@ -280,11 +280,11 @@ async fn products(state: &QueryState) -> mongodb::error::Result<Collection<Produ
     path = "/api/v1/products",
     description = "Who may call it: anyone.",
     params(
-        ("brand" = Option<String>, Query, description = "exactly this brand (any case)", example = "Leica"),
-        ("q" = Option<String>, Query, description = "words in the name, brand or description (matched literally)", example = "compact"),
-        ("min_price" = Option<String>, Query, description = "at least this price", example = "1000.00"),
-        ("max_price" = Option<String>, Query, description = "at most this price", example = "6000.00"),
-        ("sort" = Option<String>, Query, description = "newest (default), price_asc, price_desc, name or rating", example = "price_asc"),
+        ("brand" = Option<String>, Query, max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", description = "exactly this brand (any case)", example = "Leica"),
+        ("q" = Option<String>, Query, max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", description = "words in the name, brand or description (matched literally)", example = "compact"),
+        ("min_price" = Option<String>, Query, pattern = "^\\s*[0-9]{1,12}(\\.[0-9]{1,2})?\\s*$", description = "at least this price", example = "1000.00"),
+        ("max_price" = Option<String>, Query, pattern = "^\\s*[0-9]{1,12}(\\.[0-9]{1,2})?\\s*$", description = "at most this price", example = "6000.00"),
+        ("sort" = Option<String>, Query, pattern = "^(newest|price_asc|price_desc|name|rating)$", description = "newest (default), price_asc, price_desc, name or rating", example = "price_asc"),
         Paging, ReadYourWrites,
     ),
     responses(

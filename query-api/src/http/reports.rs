@@ -59,7 +59,7 @@ fn time(raw: &str) -> Result<DateTime<Utc>, String> {
     params(
         ("from" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "from this time (RFC 3339); default a week before `to`", example = "2026-11-20T00:00:00Z"),
         ("to" = Option<chrono::DateTime<chrono::Utc>>, Query, description = "until this time (RFC 3339); default now; at most 366 days after `from`", example = "2026-11-21T00:00:00Z"),
-        ("bucket" = Option<String>, Query, description = "hour (default) or day", example = "day"),
+        ("bucket" = Option<String>, Query, pattern = "^(hour|day)$", description = "hour (default) or day", example = "day"),
         ("sku" = Option<uuid::Uuid>, Query, description = "one product", example = json!(SKU)),
         ReadYourWrites,
     ),

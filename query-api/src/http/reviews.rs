@@ -147,10 +147,10 @@ fn uuid(raw: &str) -> Result<String, String> {
     params(
         ("product_sku" = Option<uuid::Uuid>, Query, description = "of one product", example = json!(SKU)),
         ("author_id" = Option<uuid::Uuid>, Query, description = "by one author", example = json!(USER)),
-        ("region" = Option<String>, Query, description = "from one region", example = "south-america"),
+        ("region" = Option<String>, Query, max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", description = "from one region", example = "south-america"),
         ("min_rating" = Option<i64>, Query, minimum = 1, maximum = 5, description = "at least this rating (1 to 5)", example = 4),
-        ("q" = Option<String>, Query, description = "words in the title or body (matched literally)", example = "lens"),
-        ("sort" = Option<String>, Query, description = "newest (default) or rating", example = "newest"),
+        ("q" = Option<String>, Query, max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", description = "words in the title or body (matched literally)", example = "lens"),
+        ("sort" = Option<String>, Query, pattern = "^(newest|rating)$", description = "newest (default) or rating", example = "newest"),
         Paging, ReadYourWrites,
     ),
     responses(

@@ -20,6 +20,22 @@ fn routes_in_code(krate: &str) -> BTreeSet<String> {
     let dir = root().join(krate).join("src/http");
     for entry in std::fs::read_dir(dir).unwrap() {
         let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        // Routes registered with their documentation (`utoipa_axum::routes!` reads the
+        // handler's `#[utoipa::path(...)]`)...
+        for attribute in source.split("#[utoipa::path(").skip(1) {
+            let method = attribute
+                .trim_start()
+                .split(|c: char| !c.is_ascii_alphabetic())
+                .next()
+                .unwrap();
+            let path = attribute
+                .split("path = \"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap();
+            routes.insert(format!("{} {path}", method.to_uppercase()));
+        }
+        // ...and any registered by hand.
         let mut rest = source.as_str();
         while let Some(at) = rest.find(".route(") {
             rest = &rest[at + ".route(".len()..];
