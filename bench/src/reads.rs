@@ -202,6 +202,7 @@ async fn uncached_query_api(system: &System) -> anyhow::Result<String> {
         views_buffer: query_api::views::BUFFER,
         list_index_products: query_api::listing::MAX_PRODUCTS,
         blob_dir: std::env::temp_dir().join("camreviews-bench-blobs"),
+        max_wait: std::time::Duration::from_millis(query_api::http::MAX_WAIT_MS),
         rate_limit: shared::http::RateLimitConfig::OFF,
         telemetry: quiet_telemetry(),
     })

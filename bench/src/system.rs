@@ -150,6 +150,7 @@ async fn start(pg_url: &str, mongo: &MongoConfig, nats: &NatsConfig) -> anyhow::
         views_buffer: query_api::views::BUFFER,
         list_index_products: query_api::listing::MAX_PRODUCTS,
         blob_dir: std::env::temp_dir().join("camreviews-bench-blobs"),
+        max_wait: std::time::Duration::from_millis(query_api::http::MAX_WAIT_MS),
         rate_limit: shared::http::RateLimitConfig::OFF,
         telemetry,
     })

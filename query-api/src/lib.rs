@@ -50,6 +50,9 @@ pub struct Config {
     pub list_index_products: usize,
     /// `BLOB_DIR`: where uploaded images are stored (written by command-api).
     pub blob_dir: std::path::PathBuf,
+    /// The longest an `X-Min-Position` read waits, whatever `X-Max-Wait-Ms` asks
+    /// (`QUERY_MAX_WAIT_MS`, default and most 5000): a lower cap frees connections sooner.
+    pub max_wait: std::time::Duration,
     /// `RATE_LIMIT_ANONYMOUS`, `RATE_LIMIT_USER`, `TRUST_PROXY_HEADERS`.
     pub rate_limit: shared::http::RateLimitConfig,
     pub telemetry: TelemetryConfig,
@@ -68,6 +71,10 @@ impl Config {
                 listing::MAX_PRODUCTS,
             )?,
             blob_dir: config::blob_dir(src),
+            max_wait: std::time::Duration::from_millis(
+                config::parsed::<u64>(src, "QUERY_MAX_WAIT_MS", http::MAX_WAIT_MS)?
+                    .min(http::MAX_WAIT_MS),
+            ),
             rate_limit: shared::http::RateLimitConfig::from_env(src)?,
             telemetry: TelemetryConfig::from_env(src)?,
         })
@@ -137,6 +144,7 @@ impl Application {
                 .build(),
             breaker: Breaker::default(),
             blobs: std::sync::Arc::new(shared::blobs::FsBlobStore::new(&config.blob_dir)),
+            max_wait: config.max_wait,
         });
         // Reads go on without NATS; it is reported, not required.
         let limiter = shared::http::RateLimiter::new(

@@ -198,15 +198,18 @@ impl TestEnv {
             views_buffer: query_api::views::BUFFER,
             list_index_products: query_api::listing::MAX_PRODUCTS,
             blob_dir: self.data_dir().join("blobs"),
+            max_wait: std::time::Duration::from_millis(query_api::http::MAX_WAIT_MS),
             rate_limit: shared::http::RateLimitConfig::OFF,
             telemetry: Self::telemetry(),
         }
     }
 
     pub async fn spawn_query_api(&self) -> Running {
-        let app = query_api::Application::build(self.query_api_config())
-            .await
-            .unwrap();
+        self.spawn_query_api_with(self.query_api_config()).await
+    }
+
+    pub async fn spawn_query_api_with(&self, config: query_api::Config) -> Running {
+        let app = query_api::Application::build(config).await.unwrap();
         let port = app.port();
         Running::spawn(port, |shutdown| app.run_until_stopped(shutdown))
     }

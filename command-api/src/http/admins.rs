@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::{
     Admin, AppState, Caller,
     answers::Stamped,
-    command::{self, Begun, IdempotencyHeader, Written},
+    command::{self, IdempotencyHeader, Written},
     users::{parse_role, parse_user_id},
 };
 use crate::{
@@ -88,26 +88,25 @@ async fn create_admin(
     };
     let key = idempotency.scoped(&caller.user_id.to_string(), &body);
     let password_hash = state.hasher.hash(password.into_inner()).await?;
-    let mut command = match command::begin(&state.pool, key).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let registration = Registration {
-        display_name: display_name
-            .map_or_else(|| username.as_str().to_owned(), DisplayName::into_inner),
-        username: username.into_inner(),
-        email: email.into_inner(),
-        role: Role::Admin,
-        region: None,
-        is_superuser: false,
-        password_hash,
-    };
-    let (user, appended) =
-        users::register(&mut command.tx, registration, Some(caller.actor())).await?;
-    let written = Written::new(StatusCode::CREATED, &user)
-        .appended(Some(&appended), appended.version)
-        .location(format!("/api/v1/users/{}", user.id));
-    command.commit(written).await
+    command::run(&state.pool, key, async |tx| {
+        let registration = Registration {
+            display_name: display_name
+                .map_or_else(|| username.as_str().to_owned(), DisplayName::into_inner),
+            username: username.into_inner(),
+            email: email.into_inner(),
+            role: Role::Admin,
+            region: None,
+            is_superuser: false,
+            password_hash,
+        };
+        let (user, appended) =
+            users::register(&mut *tx, registration, Some(caller.actor())).await?;
+        let written = Written::new(StatusCode::CREATED, &user)
+            .appended(Some(&appended), appended.version)
+            .location(format!("/api/v1/users/{}", user.id));
+        Ok(written)
+    })
+    .await
 }
 
 /// The target must be a live admin; anyone else is not found under `/admins`.
@@ -188,50 +187,49 @@ async fn update_admin(
         Some(p) => Some(state.hasher.hash(p.into_inner()).await?),
         None => None,
     };
-    let mut command = match command::begin(&state.pool, key).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let target = load_admin(&mut command.tx, id).await?;
-    guard_superuser(&target, &caller)?;
-    let actor = Some(caller.actor());
-    let update = UserCommand::UpdateProfile {
-        display_name: display_name.map(DisplayName::into_inner),
-        email: email.map(Email::into_inner),
-        password_changed: new_hash.is_some(),
-    };
-    let mut changed = users::execute(&mut command.tx, id, actor.clone(), update).await?;
-    let mut role_changed = false;
-    if let Some(role) = role {
-        let (user, role_appended) = users::execute(
-            &mut command.tx,
-            id,
-            actor.clone(),
-            UserCommand::ChangeRole { to: role },
-        )
-        .await?;
-        role_changed = role_appended.is_some();
-        changed = (user, role_appended.or(changed.1));
-    }
-    let password_reset = new_hash.is_some();
-    if let Some(hash) = new_hash {
-        accounts::set_password(&mut command.tx, id, &hash)
-            .await
-            .map_err(anyhow::Error::from)?;
-    }
-    // A reset password or a new role: every session of theirs ends (the caller's own too,
-    // when an admin resets their own password here; they log in again).
-    if password_reset || role_changed {
-        let reason = if role_changed {
-            "role changed"
-        } else {
-            "password reset"
+    command::run(&state.pool, key, async |tx| {
+        let target = load_admin(&mut *tx, id).await?;
+        guard_superuser(&target, &caller)?;
+        let actor = Some(caller.actor());
+        let update = UserCommand::UpdateProfile {
+            display_name: display_name.map(DisplayName::into_inner),
+            email: email.map(Email::into_inner),
+            password_changed: new_hash.is_some(),
         };
-        users::end_sessions_after(&mut command.tx, &mut changed, None, reason, actor).await?;
-    }
-    let (user, appended) = changed;
-    let written = Written::new(StatusCode::OK, &user).appended(appended.as_ref(), user.version);
-    command.commit(written).await
+        let mut changed = users::execute(&mut *tx, id, actor.clone(), update).await?;
+        let mut role_changed = false;
+        if let Some(role) = role {
+            let (user, role_appended) = users::execute(
+                &mut *tx,
+                id,
+                actor.clone(),
+                UserCommand::ChangeRole { to: role },
+            )
+            .await?;
+            role_changed = role_appended.is_some();
+            changed = (user, role_appended.or(changed.1));
+        }
+        let password_reset = new_hash.is_some();
+        if let Some(hash) = new_hash {
+            accounts::set_password(&mut *tx, id, &hash)
+                .await
+                .map_err(anyhow::Error::from)?;
+        }
+        // A reset password or a new role: every session of theirs ends (the caller's own too,
+        // when an admin resets their own password here; they log in again).
+        if password_reset || role_changed {
+            let reason = if role_changed {
+                "role changed"
+            } else {
+                "password reset"
+            };
+            users::end_sessions_after(&mut *tx, &mut changed, None, reason, actor).await?;
+        }
+        let (user, appended) = changed;
+        let written = Written::new(StatusCode::OK, &user).appended(appended.as_ref(), user.version);
+        Ok(written)
+    })
+    .await
 }
 
 /// Remove an admin (they can no longer sign in)
@@ -255,18 +253,15 @@ async fn delete_admin(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_user_id(&id)?;
-    let mut command = match command::begin(&state.pool, None).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let target = load_admin(&mut command.tx, id).await?;
-    if target.is_superuser {
-        return Err(ApiError::SuperuserProtected);
-    }
-    let actor = Some(caller.actor());
-    users::end_sessions(&mut command.tx, id, None, "user deleted", actor.clone()).await?;
-    let (user, appended) = users::execute(&mut command.tx, id, actor, UserCommand::Delete).await?;
-    command
-        .commit(Written::no_content().appended(appended.as_ref(), user.version))
-        .await
+    command::run(&state.pool, None, async |tx| {
+        let target = load_admin(&mut *tx, id).await?;
+        if target.is_superuser {
+            return Err(ApiError::SuperuserProtected);
+        }
+        let actor = Some(caller.actor());
+        users::end_sessions(&mut *tx, id, None, "user deleted", actor.clone()).await?;
+        let (user, appended) = users::execute(&mut *tx, id, actor, UserCommand::Delete).await?;
+        Ok(Written::no_content().appended(appended.as_ref(), user.version))
+    })
+    .await
 }

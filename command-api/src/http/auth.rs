@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::{
     AppState, Caller,
     answers::{Stamped, TokenPair},
-    command::{self, Begun, IdempotencyHeader, Written},
+    command::{self, IdempotencyHeader, Written},
 };
 use crate::{
     commands::users::{self, Registration},
@@ -97,25 +97,24 @@ async fn register(
     };
     let key = idempotency.scoped("anonymous", &body);
     let password_hash = state.hasher.hash(password.into_inner()).await?;
-    let mut command = match command::begin(&state.pool, key).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let registration = Registration {
-        display_name: display_name
-            .map_or_else(|| username.as_str().to_owned(), DisplayName::into_inner),
-        username: username.into_inner(),
-        email: email.into_inner(),
-        role: Role::Publisher,
-        region: Some(region.into_inner()),
-        is_superuser: false,
-        password_hash,
-    };
-    let (user, appended) = users::register(&mut command.tx, registration, None).await?;
-    let written = Written::new(StatusCode::CREATED, &user)
-        .appended(Some(&appended), appended.version)
-        .location(format!("/api/v1/users/{}", user.id));
-    command.commit(written).await
+    command::run(&state.pool, key, async |tx| {
+        let registration = Registration {
+            display_name: display_name
+                .map_or_else(|| username.as_str().to_owned(), DisplayName::into_inner),
+            username: username.into_inner(),
+            email: email.into_inner(),
+            role: Role::Publisher,
+            region: Some(region.into_inner()),
+            is_superuser: false,
+            password_hash,
+        };
+        let (user, appended) = users::register(&mut *tx, registration, None).await?;
+        let written = Written::new(StatusCode::CREATED, &user)
+            .appended(Some(&appended), appended.version)
+            .location(format!("/api/v1/users/{}", user.id));
+        Ok(written)
+    })
+    .await
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -335,32 +334,24 @@ async fn logout(
         serde_json::from_slice::<LogoutBody>(&body)
             .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     }
-    let mut command = match command::begin(&state.pool, None).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let mut appended = None;
-    accounts::lock(&mut command.tx, caller.user_id)
-        .await
-        .map_err(anyhow::Error::from)?;
-    if sessions::revoke(&mut command.tx, caller.session_id, "logout")
-        .await
-        .map_err(anyhow::Error::from)?
-    {
-        let revoke = UserCommand::RevokeSessions {
-            session_ids: vec![caller.session_id],
-        };
-        appended = users::execute(
-            &mut command.tx,
-            caller.user_id,
-            Some(caller.actor()),
-            revoke,
-        )
-        .await?
-        .1;
-    }
-    let version = appended.as_ref().map_or(0, |a| a.version);
-    command
-        .commit(Written::no_content().appended(appended.as_ref(), version))
-        .await
+    command::run(&state.pool, None, async |tx| {
+        let mut appended = None;
+        accounts::lock(&mut *tx, caller.user_id)
+            .await
+            .map_err(anyhow::Error::from)?;
+        if sessions::revoke(&mut *tx, caller.session_id, "logout")
+            .await
+            .map_err(anyhow::Error::from)?
+        {
+            let revoke = UserCommand::RevokeSessions {
+                session_ids: vec![caller.session_id],
+            };
+            appended = users::execute(&mut *tx, caller.user_id, Some(caller.actor()), revoke)
+                .await?
+                .1;
+        }
+        let version = appended.as_ref().map_or(0, |a| a.version);
+        Ok(Written::no_content().appended(appended.as_ref(), version))
+    })
+    .await
 }

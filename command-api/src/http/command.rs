@@ -10,7 +10,7 @@ use axum::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use shared::ApiError;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 use crate::store::{
     Appended,
@@ -226,18 +226,36 @@ fn replay(stored: StoredResponse) -> Response {
     response
 }
 
-pub enum Begun {
+/// Runs one write, the skeleton of every command handler: under an `Idempotency-Key` used
+/// before, answers what the first request was answered (or 409 if the request differs);
+/// otherwise runs `work` in a transaction and commits its answer, recorded under the key if
+/// there is one, so a retry gets it back. `work` validates nothing the handler could have
+/// validated before: a refused request claims no key.
+pub async fn run(
+    pool: &PgPool,
+    key: Option<IdempotencyKey>,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<Written, ApiError>,
+) -> Result<Response, ApiError> {
+    let mut command = match begin(pool, key).await? {
+        Begun::Replay(response) => return Ok(response),
+        Begun::Fresh(command) => command,
+    };
+    let written = work(&mut command.tx).await?;
+    command.commit(written).await
+}
+
+enum Begun {
     /// The key was used before: this is the first answer.
     Replay(Response),
     Fresh(CommandTx),
 }
 
-pub struct CommandTx {
-    pub tx: Transaction<'static, Postgres>,
+struct CommandTx {
+    tx: Transaction<'static, Postgres>,
     key: Option<IdempotencyKey>,
 }
 
-pub async fn begin(pool: &PgPool, key: Option<IdempotencyKey>) -> Result<Begun, ApiError> {
+async fn begin(pool: &PgPool, key: Option<IdempotencyKey>) -> Result<Begun, ApiError> {
     let mut tx = pool.begin().await.map_err(anyhow::Error::from)?;
     if let Some(key) = &key {
         match idempotency::claim(&mut tx, key)
@@ -258,7 +276,7 @@ pub async fn begin(pool: &PgPool, key: Option<IdempotencyKey>) -> Result<Begun, 
 
 impl CommandTx {
     /// Records the answer under the key (if any), commits, and answers.
-    pub async fn commit(mut self, written: Written) -> Result<Response, ApiError> {
+    async fn commit(mut self, written: Written) -> Result<Response, ApiError> {
         let stored = written.stored();
         if let Some(key) = &self.key {
             idempotency::record(&mut self.tx, key, &stored)

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::{
     Admin, AppState,
     answers::{ProductRef, Stamped},
-    command::{self, Begun, IdempotencyHeader, IfMatch, Written, if_match},
+    command::{self, IdempotencyHeader, IfMatch, Written, if_match},
 };
 use crate::{
     commands::products,
@@ -64,7 +64,7 @@ pub(super) struct ProductBody {
     description: Option<String>,
     /// A flat map of strings: at most 100 entries, keys 1 to 100 characters, values at most
     /// 1,000.
-    #[schema(value_type = Option<std::collections::HashMap<String, String>>, example = json!({ "sensor": "60 MP" }))]
+    #[schema(schema_with = specs_schema, example = json!({ "sensor": "60 MP" }))]
     specs: Option<Value>,
 }
 
@@ -91,8 +91,28 @@ pub(super) struct NewProductBody {
     currency: Option<String>,
     #[schema(max_length = 10000, example = "Full-frame compact")]
     description: Option<String>,
-    #[schema(example = json!({ "sensor": "60 MP" }))]
+    /// A flat map of strings: at most 100 entries, keys 1 to 100 characters, values at most
+    /// 1,000.
+    #[schema(schema_with = specs_schema, example = json!({ "sensor": "60 MP" }))]
     specs: Option<std::collections::HashMap<String, String>>,
+}
+
+/// `specs` as [`parse_specs`] takes it: what a derived map schema cannot say (the length of
+/// the keys, the number of entries).
+fn specs_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let text = |min: usize, max: usize| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(min))
+            .max_length(Some(max))
+    };
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .property_names(Some(text(1, 100)))
+        .additional_properties(Some(text(0, 1000)))
+        .max_properties(Some(100))
+        .build()
 }
 
 fn parse_sku(raw: &str) -> Result<Uuid, String> {
@@ -166,21 +186,20 @@ async fn create(
         specs: given.specs,
     };
     let key = idempotency.scoped(&caller.user_id.to_string(), &body);
-    let mut command = match command::begin(&state.pool, key).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let (version, appended) = products::execute(
-        &mut command.tx,
-        sku,
-        None,
-        Some(caller.actor()),
-        ProductCommand::Create(created),
-    )
-    .await?;
-    let written = answer(StatusCode::CREATED, sku, version, appended.as_ref())
-        .location(format!("/api/v1/products/{sku}"));
-    command.commit(written).await
+    command::run(&state.pool, key, async |tx| {
+        let (version, appended) = products::execute(
+            &mut *tx,
+            sku,
+            None,
+            Some(caller.actor()),
+            ProductCommand::Create(created),
+        )
+        .await?;
+        let written = answer(StatusCode::CREATED, sku, version, appended.as_ref())
+            .location(format!("/api/v1/products/{sku}"));
+        Ok(written)
+    })
+    .await
 }
 
 /// Change any subset of a product's fields
@@ -224,21 +243,18 @@ async fn update(
     let given = changes(&body, &mut fields);
     fields.finish()?;
     let key = idempotency.scoped(&caller.user_id.to_string(), &body);
-    let mut command = match command::begin(&state.pool, key).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let (version, appended) = products::execute(
-        &mut command.tx,
-        sku,
-        expected,
-        Some(caller.actor()),
-        ProductCommand::Update(given),
-    )
-    .await?;
-    command
-        .commit(answer(StatusCode::OK, sku, version, appended.as_ref()))
-        .await
+    command::run(&state.pool, key, async |tx| {
+        let (version, appended) = products::execute(
+            &mut *tx,
+            sku,
+            expected,
+            Some(caller.actor()),
+            ProductCommand::Update(given),
+        )
+        .await?;
+        Ok(answer(StatusCode::OK, sku, version, appended.as_ref()))
+    })
+    .await
 }
 
 /// Remove a product
@@ -266,19 +282,16 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     let sku = Uuid::parse_str(&sku).map_err(|_| ApiError::NotFound("product"))?;
     let expected = if_match(&headers)?;
-    let mut command = match command::begin(&state.pool, None).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let (version, appended) = products::execute(
-        &mut command.tx,
-        sku,
-        expected,
-        Some(caller.actor()),
-        ProductCommand::Delete,
-    )
-    .await?;
-    command
-        .commit(Written::no_content().appended(appended.as_ref(), version))
-        .await
+    command::run(&state.pool, None, async |tx| {
+        let (version, appended) = products::execute(
+            &mut *tx,
+            sku,
+            expected,
+            Some(caller.actor()),
+            ProductCommand::Delete,
+        )
+        .await?;
+        Ok(Written::no_content().appended(appended.as_ref(), version))
+    })
+    .await
 }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::{
     Admin, AppState, Caller,
     answers::Stamped,
-    command::{self, Begun, IdempotencyHeader, Written},
+    command::{self, IdempotencyHeader, Written},
 };
 use crate::{
     commands::users,
@@ -96,60 +96,54 @@ async fn update_me(
     fields.finish()?;
     // A retry of an answered request replays the answer before anything is checked again.
     let key = idempotency.scoped(&caller.user_id.to_string(), &body);
-    let mut command = match command::begin(&state.pool, key).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    if let Some(current) = &body.current_password {
-        let account = accounts::lock(&mut command.tx, caller.user_id)
-            .await
-            .map_err(anyhow::Error::from)?
-            .ok_or(ApiError::Unauthorized)?;
-        if !state
-            .hasher
-            .verify(current.clone(), account.password_hash)
-            .await?
-        {
-            return Err(ApiError::validation(
-                "current_password",
-                "is not your current password",
-            ));
+    command::run(&state.pool, key, async |tx| {
+        if let Some(current) = &body.current_password {
+            let account = accounts::lock(&mut *tx, caller.user_id)
+                .await
+                .map_err(anyhow::Error::from)?
+                .ok_or(ApiError::Unauthorized)?;
+            if !state
+                .hasher
+                .verify(current.clone(), account.password_hash)
+                .await?
+            {
+                return Err(ApiError::validation(
+                    "current_password",
+                    "is not your current password",
+                ));
+            }
         }
-    }
-    let new_hash = match new_password {
-        Some(new_password) => Some(state.hasher.hash(new_password.into_inner()).await?),
-        None => None,
-    };
-    let update = UserCommand::UpdateProfile {
-        display_name: display_name.map(DisplayName::into_inner),
-        email: email.map(Email::into_inner),
-        password_changed: new_hash.is_some(),
-    };
-    let mut changed = users::execute(
-        &mut command.tx,
-        caller.user_id,
-        Some(caller.actor()),
-        update,
-    )
-    .await?;
-    if let Some(hash) = new_hash {
-        accounts::set_password(&mut command.tx, caller.user_id, &hash)
-            .await
-            .map_err(anyhow::Error::from)?;
-        // Whoever else holds a session of this account (a stolen refresh token) is out; this
-        // session stays.
-        users::end_sessions_after(
-            &mut command.tx,
-            &mut changed,
-            Some(caller.session_id),
-            "password changed",
-            Some(caller.actor()),
-        )
-        .await?;
-    }
-    let (user, appended) = changed;
-    let written = Written::new(StatusCode::OK, &user).appended(appended.as_ref(), user.version);
-    command.commit(written).await
+        let new_hash = match new_password {
+            Some(new_password) => Some(state.hasher.hash(new_password.into_inner()).await?),
+            None => None,
+        };
+        let update = UserCommand::UpdateProfile {
+            display_name: display_name.map(DisplayName::into_inner),
+            email: email.map(Email::into_inner),
+            password_changed: new_hash.is_some(),
+        };
+        let mut changed =
+            users::execute(&mut *tx, caller.user_id, Some(caller.actor()), update).await?;
+        if let Some(hash) = new_hash {
+            accounts::set_password(&mut *tx, caller.user_id, &hash)
+                .await
+                .map_err(anyhow::Error::from)?;
+            // Whoever else holds a session of this account (a stolen refresh token) is out; this
+            // session stays.
+            users::end_sessions_after(
+                &mut *tx,
+                &mut changed,
+                Some(caller.session_id),
+                "password changed",
+                Some(caller.actor()),
+            )
+            .await?;
+        }
+        let (user, appended) = changed;
+        let written = Written::new(StatusCode::OK, &user).appended(appended.as_ref(), user.version);
+        Ok(written)
+    })
+    .await
 }
 
 /// Log out everywhere: every session of yours ends, this one too
@@ -198,23 +192,19 @@ async fn end_all(
     caller: &Caller,
     reason: &str,
 ) -> Result<Response, ApiError> {
-    let mut command = match command::begin(&state.pool, None).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let target = users::load_locked(&mut command.tx, id)
-        .await?
-        .filter(|u| !u.deleted)
-        .ok_or(ApiError::NotFound("user"))?;
-    if target.is_superuser && caller.user_id != target.id {
-        return Err(ApiError::SuperuserProtected);
-    }
-    let ended =
-        users::end_sessions(&mut command.tx, id, None, reason, Some(caller.actor())).await?;
-    let version = ended.as_ref().map_or(target.version, |a| a.version);
-    command
-        .commit(Written::no_content().appended(ended.as_ref(), version))
-        .await
+    command::run(&state.pool, None, async |tx| {
+        let target = users::load_locked(&mut *tx, id)
+            .await?
+            .filter(|u| !u.deleted)
+            .ok_or(ApiError::NotFound("user"))?;
+        if target.is_superuser && caller.user_id != target.id {
+            return Err(ApiError::SuperuserProtected);
+        }
+        let ended = users::end_sessions(&mut *tx, id, None, reason, Some(caller.actor())).await?;
+        let version = ended.as_ref().map_or(target.version, |a| a.version);
+        Ok(Written::no_content().appended(ended.as_ref(), version))
+    })
+    .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -270,29 +260,28 @@ async fn change_role(
         return Err(anyhow::anyhow!("validated fields missing").into());
     };
     let key = idempotency.scoped(&caller.user_id.to_string(), &body);
-    let mut command = match command::begin(&state.pool, key).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let mut changed = users::execute(
-        &mut command.tx,
-        id,
-        Some(caller.actor()),
-        UserCommand::ChangeRole { to: role },
-    )
-    .await?;
-    // A new role: the tokens that carry the old one stop working everywhere.
-    if changed.1.is_some() {
-        users::end_sessions_after(
-            &mut command.tx,
-            &mut changed,
-            None,
-            "role changed",
+    command::run(&state.pool, key, async |tx| {
+        let mut changed = users::execute(
+            &mut *tx,
+            id,
             Some(caller.actor()),
+            UserCommand::ChangeRole { to: role },
         )
         .await?;
-    }
-    let (user, appended) = changed;
-    let written = Written::new(StatusCode::OK, &user).appended(appended.as_ref(), user.version);
-    command.commit(written).await
+        // A new role: the tokens that carry the old one stop working everywhere.
+        if changed.1.is_some() {
+            users::end_sessions_after(
+                &mut *tx,
+                &mut changed,
+                None,
+                "role changed",
+                Some(caller.actor()),
+            )
+            .await?;
+        }
+        let (user, appended) = changed;
+        let written = Written::new(StatusCode::OK, &user).appended(appended.as_ref(), user.version);
+        Ok(written)
+    })
+    .await
 }

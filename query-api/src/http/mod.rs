@@ -5,10 +5,13 @@
 mod caching;
 mod document;
 mod keyset;
+mod path_id;
 mod products;
 mod reader;
 mod reports;
 mod reviews;
+mod text_filter;
+mod timestamps;
 mod users;
 
 use std::time::Duration;
@@ -74,6 +77,8 @@ pub struct QueryParts {
     pub tallies: moka::sync::Cache<String, i64>,
     pub breaker: Breaker,
     pub blobs: shared::blobs::Blobs,
+    /// The longest an `X-Min-Position` read waits (`QUERY_MAX_WAIT_MS`).
+    pub max_wait: Duration,
 }
 
 impl QueryParts {
@@ -130,7 +135,7 @@ async fn read_your_writes(
     next: Next,
 ) -> Response {
     let projection = &state.projection;
-    let waited = match wanted(request.headers()) {
+    let waited = match wanted(request.headers(), state.max_wait) {
         Ok(None) => Ok(projection.current()),
         Ok(Some((position, within))) => {
             projection.wait_for(position, within).await.map_err(|seen| {
@@ -185,17 +190,20 @@ impl Answer {
 }
 
 const DEFAULT_WAIT_MS: u64 = 2000;
-const MAX_WAIT_MS: u64 = 5000;
+/// The most `X-Max-Wait-Ms` may ask for (API.md).
+pub const MAX_WAIT_MS: u64 = 5000;
 
 /// The position a request waits for, and for how long.
-fn wanted(headers: &HeaderMap) -> Result<Option<(i64, Duration)>, ApiError> {
-    let header = |name: &str| -> Result<Option<u64>, ApiError> {
+fn wanted(headers: &HeaderMap, most: Duration) -> Result<Option<(i64, Duration)>, ApiError> {
+    // Whole numbers as the OpenAPI document says: int64, 0 or more.
+    let header = |name: &str| -> Result<Option<i64>, ApiError> {
         headers
             .get(name)
             .map(|v| {
                 v.to_str()
                     .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+                    .filter(|v| *v >= 0)
                     .ok_or_else(|| {
                         ApiError::InvalidParameter(format!(
                             "{name}: must be a non-negative whole number"
@@ -204,15 +212,12 @@ fn wanted(headers: &HeaderMap) -> Result<Option<(i64, Duration)>, ApiError> {
             })
             .transpose()
     };
+    // Both are checked whether or not the request waits: a malformed header is 400 always.
+    let wait = header("x-max-wait-ms")?.map_or(DEFAULT_WAIT_MS, i64::unsigned_abs);
     let Some(position) = header("x-min-position")? else {
         return Ok(None);
     };
-    let wait = header("x-max-wait-ms")?
-        .unwrap_or(DEFAULT_WAIT_MS)
-        .min(MAX_WAIT_MS);
-    let position = i64::try_from(position)
-        .map_err(|_| ApiError::InvalidParameter("x-min-position: too large".into()))?;
-    Ok(Some((position, Duration::from_millis(wait))))
+    Ok(Some((position, Duration::from_millis(wait).min(most))))
 }
 
 /// Reads through the kept answers. One the change feed proves current is served without the

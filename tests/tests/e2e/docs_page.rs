@@ -17,9 +17,20 @@ fn root() -> PathBuf {
 /// `METHOD /path` of every `.route("/path", get(..).post(..))` in a crate's `src/http/`.
 fn routes_in_code(krate: &str) -> BTreeSet<String> {
     let mut routes = BTreeSet::new();
-    let dir = root().join(krate).join("src/http");
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    let mut files = Vec::new();
+    let mut dirs = vec![root().join(krate).join("src/http")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    for file in files {
+        let source = std::fs::read_to_string(file).unwrap();
         // Routes registered with their documentation (`utoipa_axum::routes!` reads the
         // handler's `#[utoipa::path(...)]`)...
         for attribute in source.split("#[utoipa::path(").skip(1) {

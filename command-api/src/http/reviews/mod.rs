@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::{
     AppState, Caller,
     answers::{AttachedImage, ReviewRef, Stamped},
-    command::{self, Begun, IdempotencyHeader, IfMatch, Written, if_match},
+    command::{self, IdempotencyHeader, IfMatch, Written, if_match},
 };
 use crate::{
     blob_gc,
@@ -38,13 +38,15 @@ use crate::{
     images,
 };
 
+mod uploads;
+
 pub fn router(max_image_bytes: u64) -> OpenApiRouter<AppState> {
     // The multipart body may exceed the JSON limit by the image limit and some framing; the
     // file part itself is held to `MAX_IMAGE_BYTES` while it streams.
     let upload_limit = usize::try_from(max_image_bytes)
         .unwrap_or(usize::MAX)
         .saturating_add(64 * 1024);
-    let (schemas, paths, attach) = routes!(attach_image);
+    let (schemas, paths, attach) = routes!(uploads::attach_image);
     OpenApiRouter::new()
         .routes(routes!(publish))
         .routes(routes!(edit, remove))
@@ -53,7 +55,7 @@ pub fn router(max_image_bytes: u64) -> OpenApiRouter<AppState> {
             paths,
             attach.layer(DefaultBodyLimit::max(upload_limit)),
         ))
-        .routes(routes!(remove_image))
+        .routes(routes!(uploads::remove_image))
 }
 
 /// A review's fields: all but `product_sku` may be changed by an edit.
@@ -128,17 +130,13 @@ pub(super) struct ReviewEdit {
     rating: Option<i64>,
 }
 
-/// The upload: one part named `file`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // describes the multipart body `attach_image` reads
-pub(super) struct ImageUpload {
-    /// A JPEG, PNG or WebP image (judged by its content), at most `MAX_IMAGE_BYTES`.
-    #[schema(value_type = String, format = Binary, example = "<the image's bytes>")]
-    file: Vec<u8>,
-}
-
+/// A whole number from 1 to 5; `5.0` is 5, as JSON Schema's `integer` has it.
 fn parse_rating(raw: &Value) -> Result<u8, String> {
+    let whole = raw
+        .as_f64()
+        .filter(|r| r.fract() == 0.0 && (1.0..=5.0).contains(r));
     raw.as_u64()
+        .or(whole.map(|r| r as u64))
         .filter(|r| (1..=5).contains(r))
         .and_then(|r| u8::try_from(r).ok())
         .ok_or_else(|| "must be a whole number from 1 to 5".to_owned())
@@ -194,43 +192,42 @@ async fn publish(
     };
 
     let key = idempotency.scoped(&caller.user_id.to_string(), &body);
-    let mut command = match command::begin(&state.pool, key).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let author = users::load(&mut command.tx, caller.user_id)
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    let region = author
-        .region
-        .filter(|r| state.publish_regions.contains(r))
-        .ok_or(ApiError::RegionNotAllowed)?;
-    let product = products::load(&mut command.tx, sku).await?;
-    if product.is_none_or(|p| p.deleted) {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "product_sku",
-            "no such product",
-        )]));
-    }
-    let id = Uuid::now_v7();
-    let draft = Draft {
-        product_sku: sku,
-        region,
-        title,
-        body: text,
-        rating,
-    };
-    let (version, appended) = reviews::execute(
-        &mut command.tx,
-        id,
-        None,
-        caller.actor(),
-        ReviewCommand::Publish(draft),
-    )
-    .await?;
-    let written = answer(StatusCode::CREATED, id, version, appended.as_ref())
-        .location(format!("/api/v1/reviews/{id}"));
-    command.commit(written).await
+    command::run(&state.pool, key, async |tx| {
+        let author = users::load(&mut *tx, caller.user_id)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        let region = author
+            .region
+            .filter(|r| state.publish_regions.contains(r))
+            .ok_or(ApiError::RegionNotAllowed)?;
+        let product = products::load(&mut *tx, sku).await?;
+        if product.is_none_or(|p| p.deleted) {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "product_sku",
+                "no such product",
+            )]));
+        }
+        let id = Uuid::now_v7();
+        let draft = Draft {
+            product_sku: sku,
+            region,
+            title,
+            body: text,
+            rating,
+        };
+        let (version, appended) = reviews::execute(
+            &mut *tx,
+            id,
+            None,
+            caller.actor(),
+            ReviewCommand::Publish(draft),
+        )
+        .await?;
+        let written = answer(StatusCode::CREATED, id, version, appended.as_ref())
+            .location(format!("/api/v1/reviews/{id}"));
+        Ok(written)
+    })
+    .await
 }
 
 /// Edit a review (your own; admins any)
@@ -274,21 +271,18 @@ async fn edit(
     };
     fields.finish()?;
     let key = idempotency.scoped(&caller.user_id.to_string(), &body);
-    let mut command = match command::begin(&state.pool, key).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let (version, appended) = reviews::execute(
-        &mut command.tx,
-        id,
-        expected,
-        caller.actor(),
-        ReviewCommand::Edit(change),
-    )
-    .await?;
-    command
-        .commit(answer(StatusCode::OK, id, version, appended.as_ref()))
-        .await
+    command::run(&state.pool, key, async |tx| {
+        let (version, appended) = reviews::execute(
+            &mut *tx,
+            id,
+            expected,
+            caller.actor(),
+            ReviewCommand::Edit(change),
+        )
+        .await?;
+        Ok(answer(StatusCode::OK, id, version, appended.as_ref()))
+    })
+    .await
 }
 
 /// Delete a review
@@ -331,176 +325,10 @@ async fn run(
     review_command: ReviewCommand,
     written: impl FnOnce(i64) -> Written,
 ) -> Result<Response, ApiError> {
-    let mut command = match command::begin(&state.pool, None).await? {
-        Begun::Replay(response) => return Ok(response),
-        Begun::Fresh(command) => command,
-    };
-    let (version, appended) = reviews::execute(
-        &mut command.tx,
-        id,
-        expected,
-        caller.actor(),
-        review_command,
-    )
-    .await?;
-    command
-        .commit(written(version).appended(appended.as_ref(), version))
-        .await
-}
-
-/// Attach an image
-///
-/// Multipart, field `file`; JPEG, PNG or WebP; its metadata (EXIF, GPS) is removed. At most 10
-/// per review.
-#[utoipa::path(
-    post,
-    path = "/api/v1/reviews/{id}/images",
-    description = "Who may call it: its author or an admin.",
-    security(("bearer" = [])),
-    params(("id" = String, Path, description = "the review (a UUID)", example = json!(REVIEW))),
-    request_body(content = ImageUpload, content_type = "multipart/form-data"),
-    responses(
-        (status = 201, description = "attached", body = Stamped<AttachedImage>, headers(("X-Event-Position" = i64, description = "the position of the event appended; absent when nothing changed"))),
-        (status = 403, response = inline(Forbidden)),
-        (status = 404, response = inline(NotFound)),
-        (status = 413, response = inline(PayloadTooLarge)),
-        (status = 415, response = inline(UnsupportedMediaType)),
-        (status = 422, response = inline(ValidationFailed)),
-        (status = 429, response = inline(RateLimited)),
-    )
-)]
-async fn attach_image(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "review")?;
-    // Refuse before reading the upload when the answer is known already.
-    {
-        let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-        let review = reviews::load(&mut tx, id).await?;
-        let review = review
-            .filter(|r| !r.deleted)
-            .ok_or(ApiError::NotFound("review"))?;
-        if review.author_id != caller.user_id && caller.role != Role::Admin {
-            return Err(ReviewRejection::NotYours.into());
-        }
-        if review.images.len() >= MAX_IMAGES {
-            return Err(ReviewRejection::TooManyImages.into());
-        }
-        blob_gc::check_quota(&mut tx, state.upload_quota, caller.user_id, 0).await?;
-    }
-    let mut multipart = multipart.map_err(|e| {
-        ApiError::UnsupportedMediaType(format!("expected multipart/form-data: {e}"))
-    })?;
-    let bytes = read_file_field(&mut multipart, state.max_image_bytes).await?;
-    let not_an_image =
-        || ApiError::UnsupportedMediaType("the file is not a JPEG, PNG or WebP image".into());
-    let kind = images::inspect(&bytes).ok_or_else(not_an_image)?.kind;
-    // What is stored and served is the image without its EXIF/GPS and other metadata.
-    let bytes = images::strip_metadata(bytes, kind).ok_or_else(not_an_image)?;
-    let info = images::inspect(&bytes).ok_or_else(not_an_image)?;
-    let sha256: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let size = bytes.len() as u64;
-    blob_gc::store_upload(
-        &state.pool,
-        &state.blobs,
-        state.upload_quota,
-        caller.user_id,
-        &sha256,
-        bytes,
-    )
-    .await?;
-    let image = ImageMeta {
-        image_id: Uuid::now_v7(),
-        sha256,
-        content_type: info.kind.content_type().to_owned(),
-        bytes: size,
-        width: info.width,
-        height: info.height,
-    };
-    let body = AttachedImage {
-        image_id: image.image_id,
-        url: format!("/api/v1/images/{}", image.image_id),
-        content_type: image.content_type.clone(),
-        bytes: image.bytes,
-        width: image.width,
-        height: image.height,
-    };
-    run(
-        &state,
-        &caller,
-        id,
-        None,
-        ReviewCommand::AttachImage(image),
-        |_| Written::new(StatusCode::CREATED, body),
-    )
-    .await
-}
-
-/// The bytes of the `file` part, refused with 413 as soon as they pass `limit`.
-async fn read_file_field(multipart: &mut Multipart, limit: u64) -> Result<Vec<u8>, ApiError> {
-    let too_large = || ApiError::PayloadTooLarge { limit };
-    let malformed = |e: axum::extract::multipart::MultipartError| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::InvalidParameter(format!("the multipart body does not read: {e}"))
-        }
-    };
-    while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
-        if field.name() != Some("file") {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
-            if (bytes.len() + chunk.len()) as u64 > limit {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        return Ok(bytes);
-    }
-    Err(ApiError::Validation(vec![FieldError::new(
-        "file",
-        "is required",
-    )]))
-}
-
-/// Remove an image from a review
-#[utoipa::path(
-    delete,
-    path = "/api/v1/reviews/{id}/images/{image_id}",
-    description = "Who may call it: its author or an admin.",
-    security(("bearer" = [])),
-    params(
-        ("id" = String, Path, description = "the review (a UUID)", example = json!(REVIEW)),
-        ("image_id" = String, Path, description = "the image (a UUID)", example = json!(IMAGE)),
-    ),
-    responses(
-        (status = 204, description = "removed"),
-        (status = 403, response = inline(Forbidden)),
-        (status = 404, response = inline(NotFound)),
-    )
-)]
-async fn remove_image(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path((id, image_id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "review")?;
-    let image_id = parse_id(&image_id, "image")?;
-    run(
-        &state,
-        &caller,
-        id,
-        None,
-        ReviewCommand::RemoveImage(image_id),
-        |_| Written::no_content(),
-    )
+    command::run(&state.pool, None, async |tx| {
+        let (version, appended) =
+            reviews::execute(&mut *tx, id, expected, caller.actor(), review_command).await?;
+        Ok(written(version).appended(appended.as_ref(), version))
+    })
     .await
 }
