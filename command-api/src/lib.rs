@@ -10,9 +10,6 @@ pub mod identity;
 pub mod images;
 pub mod relay;
 
-/// The event store, a crate of its own; kept under this name for the handlers' imports.
-pub use eventstore as store;
-
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
@@ -55,10 +52,16 @@ impl Application {
     }
 
     pub async fn build_with(config: Config, relay_config: RelayConfig) -> anyhow::Result<Self> {
-        let pool = store::connect(&config.database_url, config.database_max_connections).await?;
+        let pool =
+            eventstore::connect(&config.database_url, config.database_max_connections).await?;
         let nats = shared::nats::connect(&config.nats.url, "command-api").await?;
         let js = async_nats::jetstream::new(nats.clone());
-        let relay = Relay::new(pool.clone(), js, config.nats.prefix.clone(), relay_config);
+        let relay = Relay::new(
+            pool.clone(),
+            js.clone(),
+            config.nats.prefix.clone(),
+            relay_config,
+        );
 
         let readiness = Readiness::new()
             .check("postgres", {
@@ -95,7 +98,12 @@ impl Application {
             config.blob_gc_grace,
             stopping.clone(),
         );
+        let revocations = shared::auth::Revocations::new(Duration::from_secs(
+            config.access_token_ttl.unsigned_abs(),
+        ));
+        revocations.spawn_follower(js, config.nats.prefix.clone(), stopping.clone());
         let state = http::AppState {
+            revocations,
             pool: pool.clone(),
             issuer: Arc::new(TokenIssuer::new(
                 &config.signing_key,

@@ -109,11 +109,6 @@ pub async fn append_events(
             events: Vec::new(),
         });
     }
-    let Some(version) = advance_stream(conn, stream, expected, count).await? else {
-        let actual = current_version(conn, stream).await?;
-        return Err(AppendError::Conflict { expected, actual });
-    };
-
     // PostgreSQL keeps microseconds; truncate so the envelope we return equals the stored one.
     let now = Utc::now();
     let occurred_at = DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
@@ -122,29 +117,46 @@ pub async fn append_events(
     let versions: Vec<i32> = events.iter().map(|e| e.schema_version).collect();
     let data: Vec<Value> = events.iter().map(|e| e.data.clone()).collect();
 
-    // Rows are inserted in ordinality order, so positions rise with aggregate versions.
-    let mut stored: Vec<(i64, i64)> = sqlx::query_as(
-        "INSERT INTO events (event_id, event_type, schema_version, aggregate_type, aggregate_id,
+    // One statement, one round trip: the stream's version moves forward if `expected` holds
+    // (the row lock taken there makes a concurrent writer of the same aggregate wait for our
+    // commit and then fail its own check, so one aggregate's versions commit in order), and
+    // the events are inserted only if it moved. Rows go in ordinality order, so positions
+    // rise with aggregate versions.
+    let sql = format!(
+        "WITH advanced AS ({})
+         INSERT INTO events (event_id, event_type, schema_version, aggregate_type, aggregate_id,
                              aggregate_version, occurred_at, actor, correlation_id, causation_id, data)
-         SELECT e.event_id, e.event_type, e.schema_version, $5, $6, $7 + e.ord, $8, $9, $10, $11, e.data
-         FROM unnest($1::uuid[], $2::text[], $3::int4[], $4::jsonb[])
+         SELECT e.event_id, e.event_type, e.schema_version, $5, $6, a.version - $7 + e.ord,
+                $8, $9, $10, $11, e.data
+         FROM advanced a,
+              unnest($1::uuid[], $2::text[], $3::int4[], $4::jsonb[])
               WITH ORDINALITY AS e(event_id, event_type, schema_version, data, ord)
          ORDER BY e.ord
          RETURNING aggregate_version, position",
-    )
-    .bind(&ids)
-    .bind(&types)
-    .bind(&versions)
-    .bind(&data)
-    .bind(stream.aggregate_type)
-    .bind(stream.aggregate_id)
-    .bind(version - count)
-    .bind(occurred_at)
-    .bind(metadata.actor.clone().map(Json))
-    .bind(metadata.correlation_id)
-    .bind(metadata.causation_id)
-    .fetch_all(&mut *conn)
-    .await?;
+        advance_stream(expected)
+    );
+    let mut query = sqlx::query_as(&sql)
+        .bind(&ids)
+        .bind(&types)
+        .bind(&versions)
+        .bind(&data)
+        .bind(stream.aggregate_type)
+        .bind(stream.aggregate_id)
+        .bind(count)
+        .bind(occurred_at)
+        .bind(metadata.actor.clone().map(Json))
+        .bind(metadata.correlation_id)
+        .bind(metadata.causation_id);
+    if let ExpectedVersion::Exact(current) = expected
+        && current != 0
+    {
+        query = query.bind(current);
+    }
+    let mut stored: Vec<(i64, i64)> = query.fetch_all(&mut *conn).await?;
+    if stored.is_empty() {
+        let actual = current_version(conn, stream).await?;
+        return Err(AppendError::Conflict { expected, actual });
+    }
     stored.sort_unstable();
 
     let envelopes: Vec<EventEnvelope> = events
@@ -165,7 +177,7 @@ pub async fn append_events(
             data: event.data.clone(),
         })
         .collect();
-    let position = stored.last().map_or(0, |&(_, p)| p);
+    let (version, position) = stored.last().copied().unwrap_or_default();
     // Counted when written in the transaction (a transaction that then rolls back is rare).
     metrics::counter!("events_appended_total", "aggregate_type" => stream.aggregate_type)
         .increment(events.len() as u64);
@@ -176,43 +188,27 @@ pub async fn append_events(
     })
 }
 
-/// Moves the stream's version forward by `count` if `expected` holds; `None` if it does not.
-/// The row lock taken here makes a concurrent writer of the same aggregate wait for our
-/// commit and then fail its own check, so one aggregate's versions commit in order.
-async fn advance_stream(
-    conn: &mut PgConnection,
-    stream: StreamId,
-    expected: ExpectedVersion,
-    count: i64,
-) -> Result<Option<i64>, sqlx::Error> {
-    let query = match expected {
-        ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => sqlx::query_scalar(
-            "INSERT INTO streams (aggregate_type, aggregate_id, version) VALUES ($1, $2, $3)
-             ON CONFLICT DO NOTHING RETURNING version",
-        )
-        .bind(stream.aggregate_type)
-        .bind(stream.aggregate_id)
-        .bind(count),
-        ExpectedVersion::Exact(current) => sqlx::query_scalar(
-            "UPDATE streams SET version = version + $3
-             WHERE aggregate_type = $1 AND aggregate_id = $2 AND version = $4
-             RETURNING version",
-        )
-        .bind(stream.aggregate_type)
-        .bind(stream.aggregate_id)
-        .bind(count)
-        .bind(current),
-        ExpectedVersion::Any => sqlx::query_scalar(
-            "INSERT INTO streams (aggregate_type, aggregate_id, version) VALUES ($1, $2, $3)
+/// The statement that moves the stream's version forward by `$7` (the batch's size) if
+/// `expected` holds, returning the new version; no row if it does not. `$5`/`$6` name the
+/// stream, `$12` is the expected version where there is one.
+fn advance_stream(expected: ExpectedVersion) -> &'static str {
+    match expected {
+        ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => {
+            "INSERT INTO streams (aggregate_type, aggregate_id, version) VALUES ($5, $6, $7)
+             ON CONFLICT DO NOTHING RETURNING version"
+        }
+        ExpectedVersion::Exact(_) => {
+            "UPDATE streams SET version = version + $7
+             WHERE aggregate_type = $5 AND aggregate_id = $6 AND version = $12
+             RETURNING version"
+        }
+        ExpectedVersion::Any => {
+            "INSERT INTO streams (aggregate_type, aggregate_id, version) VALUES ($5, $6, $7)
              ON CONFLICT (aggregate_type, aggregate_id)
              DO UPDATE SET version = streams.version + EXCLUDED.version
-             RETURNING version",
-        )
-        .bind(stream.aggregate_type)
-        .bind(stream.aggregate_id)
-        .bind(count),
-    };
-    query.fetch_optional(&mut *conn).await
+             RETURNING version"
+        }
+    }
 }
 
 /// The stream's version, 0 if it does not exist.

@@ -144,7 +144,8 @@ pub async fn settled(
 }
 
 /// The settled horizon kept current in the background, for live tails: recomputed whenever
-/// the store announces new events (`NOTIFY events_appended`), and at least every second.
+/// the store announces new events (`NOTIFY events_appended`, sent while the relay is idle, and
+/// `events_published`, sent by the relay per published batch), and at least every second.
 #[derive(Clone)]
 pub struct Follower {
     pool: PgPool,
@@ -186,10 +187,12 @@ impl Follower {
         loop {
             if listener.is_none() {
                 match sqlx::postgres::PgListener::connect_with(&self.pool).await {
-                    Ok(mut l) => match l.listen("events_appended").await {
-                        Ok(()) => listener = Some(l),
-                        Err(e) => tracing::warn!(error = %e, "horizon follower cannot listen"),
-                    },
+                    Ok(mut l) => {
+                        match l.listen_all(["events_appended", "events_published"]).await {
+                            Ok(()) => listener = Some(l),
+                            Err(e) => tracing::warn!(error = %e, "horizon follower cannot listen"),
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "horizon follower cannot listen"),
                 }
             }
@@ -216,7 +219,11 @@ impl Follower {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(again) => {}
-                received = notified => if received.is_err() { listener = None },
+                received = notified => match received {
+                    // One look serves every notification received so far.
+                    Ok(()) => while listener.as_mut().and_then(|l| l.next_buffered()).is_some() {},
+                    Err(_) => listener = None,
+                },
             }
         }
     }

@@ -1,7 +1,7 @@
 //! How far the outbox relay has published: what `camctl relay status` shows.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// The relay's progress against the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,16 +55,31 @@ pub async fn published_position(pool: &PgPool) -> Result<i64, sqlx::Error> {
 
 /// Records that everything up to `position` is published; never moves the mark back.
 pub async fn record_published(pool: &PgPool, position: i64) -> Result<(), sqlx::Error> {
+    // Live tails of the event log wake on `events_published` (appends notify only an idle
+    // relay: migrations/0004_relay_wake.sql).
     sqlx::query(
-        "INSERT INTO relay_progress (name, position) VALUES ($1, $2)
-         ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
-         WHERE relay_progress.position < EXCLUDED.position",
+        "WITH recorded AS (
+             INSERT INTO relay_progress (name, position) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+             WHERE relay_progress.position < EXCLUDED.position
+         )
+         SELECT pg_notify('events_published', $2::text)",
     )
     .bind(RELAY)
     .bind(position)
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// Whether the leading relay is about to wait (`true`: the next append wakes it with
+/// `NOTIFY events_appended`) or is working (`false`: appends notify nobody).
+pub async fn announce_idle(conn: &mut PgConnection, idle: bool) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE relay_wake SET idle = $1 WHERE idle <> $1")
+        .bind(idle)
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// The last position handed out, and when the oldest event above `published` occurred.

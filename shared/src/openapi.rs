@@ -76,7 +76,8 @@ pub fn problem(status: u16, code: &str, detail: &str) -> Response {
 }
 
 /// Problem answers operations name in their `responses(...)`, as
-/// `(status = 404, response = inline(NotFound))`.
+/// `(status = 404, response = inline(NotFound))`: the ones every API gives. A refusal only
+/// one service gives is described where that service builds it.
 macro_rules! problems {
     ($($(#[$doc:meta])* $name:ident = $status:literal, $code:literal, $detail:literal;)*) => {$(
         $(#[$doc])*
@@ -94,19 +95,10 @@ problems! {
     /// A query parameter or header that does not parse, or a body that is not JSON.
     BadRequest = 400, "invalid_parameter", "limit: must be a whole number from 1 to 100";
     Unauthorized = 401, "unauthorized", "authentication required";
-    InvalidCredentials = 401, "invalid_credentials", "wrong username or password";
-    /// `unauthorized` for an unknown or expired token.
-    RefreshTokenReused = 401, "refresh_token_reused", "this refresh token was already used; the session is revoked";
     Forbidden = 403, "forbidden", "only admins may do this";
-    /// Also `forbidden` for a caller who is not an admin.
-    SuperuserProtected = 403, "superuser_protected", "the superuser can only be changed by themselves";
-    /// Also `forbidden` for a caller who is neither a publisher nor an admin.
-    RegionNotAllowed = 403, "region_not_allowed", "your region may not publish reviews";
     NotFound = 404, "not_found", "product not found";
     /// An `Idempotency-Key` used before with another request.
     Conflict = 409, "conflict", "this Idempotency-Key was used with a different request";
-    /// Also `conflict` for an `Idempotency-Key` used before with another request.
-    UsernameTaken = 409, "username_taken", "that username is taken";
     VersionMismatch = 412, "version_mismatch", "expected version 2, current version is 3";
     PayloadTooLarge = 413, "payload_too_large", "the request body is larger than 1048576 bytes";
     UnsupportedMediaType = 415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json";

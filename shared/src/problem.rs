@@ -2,6 +2,8 @@
 //! with a stable `code` (the table in `API.md`). Internal failures are logged with their whole
 //! cause chain, once, here; the client sees only a generic 500.
 
+use std::borrow::Cow;
+
 use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -36,22 +38,12 @@ pub enum ApiError {
     Unauthorized,
     #[error("the access token has expired")]
     TokenExpired,
-    #[error("wrong username or password")]
-    InvalidCredentials,
-    #[error("this refresh token was already used; the session is revoked")]
-    RefreshTokenReused,
     #[error("{0}")]
     Forbidden(String),
-    #[error("the superuser can only be changed by themselves")]
-    SuperuserProtected,
-    #[error("your region may not publish reviews")]
-    RegionNotAllowed,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
-    #[error("that username is taken")]
-    UsernameTaken,
     #[error("expected version {expected}, current version is {actual}")]
     VersionMismatch { expected: i64, actual: i64 },
     #[error("the request body is larger than {limit} bytes")]
@@ -69,6 +61,15 @@ pub enum ApiError {
     },
     #[error("the read models have not reached position {wanted} yet (at {current})")]
     ProjectionLagging { wanted: i64, current: i64 },
+    /// A refusal only one service gives, with the status and stable code that service names
+    /// (command-api's `invalid_credentials`, `superuser_protected`, ...); the service builds
+    /// it, so this type keeps no service's own refusals.
+    #[error("{detail}")]
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        detail: Cow<'static, str>,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -78,12 +79,10 @@ impl ApiError {
         use ApiError::*;
         match self {
             MalformedJson(_) | InvalidParameter(_) => StatusCode::BAD_REQUEST,
-            Unauthorized | TokenExpired | InvalidCredentials | RefreshTokenReused => {
-                StatusCode::UNAUTHORIZED
-            }
-            Forbidden(_) | SuperuserProtected | RegionNotAllowed => StatusCode::FORBIDDEN,
+            Unauthorized | TokenExpired => StatusCode::UNAUTHORIZED,
+            Forbidden(_) => StatusCode::FORBIDDEN,
             NotFound(_) => StatusCode::NOT_FOUND,
-            Conflict(_) | UsernameTaken => StatusCode::CONFLICT,
+            Conflict(_) => StatusCode::CONFLICT,
             VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
             PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -91,6 +90,7 @@ impl ApiError {
             RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProjectionLagging { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Refused { status, .. } => *status,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,14 +103,9 @@ impl ApiError {
             InvalidParameter(_) => "invalid_parameter",
             Unauthorized => "unauthorized",
             TokenExpired => "token_expired",
-            InvalidCredentials => "invalid_credentials",
-            RefreshTokenReused => "refresh_token_reused",
             Forbidden(_) => "forbidden",
-            SuperuserProtected => "superuser_protected",
-            RegionNotAllowed => "region_not_allowed",
             NotFound(_) => "not_found",
             Conflict(_) => "conflict",
-            UsernameTaken => "username_taken",
             VersionMismatch { .. } => "version_mismatch",
             PayloadTooLarge { .. } => "payload_too_large",
             UnsupportedMediaType(_) => "unsupported_media_type",
@@ -118,6 +113,7 @@ impl ApiError {
             RateLimited { .. } => "rate_limited",
             Unavailable { .. } => "unavailable",
             ProjectionLagging { .. } => "projection_lagging",
+            Refused { code, .. } => code,
             Internal(_) => "internal_error",
         }
     }
@@ -237,6 +233,21 @@ mod tests {
         assert_eq!(status, 500);
         assert!(!json.to_string().contains("hunter2"));
         assert_eq!(json["code"], "internal_error");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_answers_with_its_own_status_and_code() {
+        let err = ApiError::Refused {
+            status: StatusCode::CONFLICT,
+            code: "username_taken",
+            detail: "that username is taken".into(),
+        };
+        let (status, json, _) = body_of(err).await;
+        assert_eq!(status, 409);
+        assert_eq!(json["code"], "username_taken");
+        assert_eq!(json["type"], "urn:camreviews:problem:username_taken");
+        assert_eq!(json["title"], "Conflict");
+        assert_eq!(json["detail"], "that username is taken");
     }
 
     #[tokio::test]

@@ -3,9 +3,7 @@
 //! expected version. The lock makes commands on one aggregate run one at a time; the retry on
 //! a version conflict is a safety net for writers that bypass it.
 
-use eventstore::{
-    self as store, AppendError, Appended, ExpectedVersion, Metadata, NewEvent, StreamId,
-};
+use eventstore::{AppendError, Appended, ExpectedVersion, Metadata, NewEvent, StreamId};
 use shared::{Actor, ApiError, events::EventCatalog};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -30,7 +28,7 @@ impl<A: Aggregate> Executed<A> {
 }
 
 pub async fn load<A: Aggregate>(tx: &mut PgConnection, id: Uuid) -> Result<Option<A>, ApiError> {
-    let stream = store::read_stream(&mut *tx, <A::Event as EventCatalog>::AGGREGATE_TYPE, id)
+    let stream = eventstore::read_stream(&mut *tx, <A::Event as EventCatalog>::AGGREGATE_TYPE, id)
         .await
         .map_err(anyhow::Error::from)?;
     Ok(A::rehydrate(&stream).map_err(anyhow::Error::from)?)
@@ -54,7 +52,7 @@ where
     let if_match = if creating {
         None
     } else {
-        store::lock_stream(tx, stream)
+        eventstore::lock_stream(tx, stream)
             .await
             .map_err(anyhow::Error::from)?;
         if_match
@@ -92,7 +90,7 @@ where
             .map(NewEvent::from_domain)
             .collect::<Result<Vec<_>, _>>()
             .map_err(anyhow::Error::from)?;
-        let appended = store::append_events(
+        let appended = eventstore::append_events(
             tx,
             stream,
             expected,

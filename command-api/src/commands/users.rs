@@ -10,10 +10,7 @@ use uuid::Uuid;
 use super::aggregate;
 use crate::{
     domain::user::{User, UserCommand},
-    identity::{
-        accounts::{self, InsertError},
-        sessions,
-    },
+    identity::{accounts, sessions},
 };
 
 /// A validated registration.
@@ -42,13 +39,8 @@ pub async fn register(
         is_superuser,
         password_hash,
     } = registration;
-    accounts::insert(tx, id, &username, &password_hash, role, is_superuser)
-        .await
-        .map_err(|e| match e {
-            InsertError::UsernameTaken => ApiError::UsernameTaken,
-            InsertError::SuperuserExists => ApiError::Conflict("a superuser exists already".into()),
-            InsertError::Database(e) => ApiError::Internal(e.into()),
-        })?;
+    // An `InsertError` answers as `http::rejections` says (`username_taken`, ...).
+    accounts::insert(tx, id, &username, &password_hash, role, is_superuser).await?;
     let command = UserCommand::Register {
         username,
         email,

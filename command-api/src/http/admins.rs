@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use shared::{
     ApiError, Role,
     http::ApiJson,
-    openapi::{Forbidden, NotFound, SuperuserProtected, Unavailable, UsernameTaken, ids::USER},
+    openapi::{Forbidden, NotFound, Unavailable, ids::USER},
 };
 use sqlx::PgConnection;
 use utoipa::ToSchema;
@@ -20,6 +20,7 @@ use super::{
     Admin, AppState, Caller,
     answers::Stamped,
     command::{self, IdempotencyHeader, Written},
+    rejections::{SuperuserProtected, UsernameTaken},
     users::{parse_role, parse_user_id},
 };
 use crate::{
@@ -120,7 +121,7 @@ async fn load_admin(tx: &mut PgConnection, id: Uuid) -> Result<User, ApiError> {
 /// Refuses to touch the superuser unless it is the superuser acting.
 fn guard_superuser(target: &User, caller: &Caller) -> Result<(), ApiError> {
     if target.is_superuser && target.id != caller.user_id {
-        return Err(ApiError::SuperuserProtected);
+        return Err(SuperuserProtected.into());
     }
     Ok(())
 }
@@ -256,12 +257,14 @@ async fn delete_admin(
     command::run(&state.pool, None, async |tx| {
         let target = load_admin(&mut *tx, id).await?;
         if target.is_superuser {
-            return Err(ApiError::SuperuserProtected);
+            return Err(SuperuserProtected.into());
         }
         let actor = Some(caller.actor());
-        users::end_sessions(&mut *tx, id, None, "user deleted", actor.clone()).await?;
+        let ended = users::end_sessions(&mut *tx, id, None, "user deleted", actor.clone()).await?;
         let (user, appended) = users::execute(&mut *tx, id, actor, UserCommand::Delete).await?;
-        Ok(Written::no_content().appended(appended.as_ref(), user.version))
+        Ok(Written::no_content()
+            .also(ended.as_ref())
+            .appended(appended.as_ref(), user.version))
     })
     .await
 }

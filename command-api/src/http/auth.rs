@@ -10,11 +10,7 @@ use axum::{
     response::Response,
 };
 use serde::{Deserialize, Serialize};
-use shared::{
-    ApiError, Role,
-    http::ApiJson,
-    openapi::{InvalidCredentials, RefreshTokenReused, Unavailable, UsernameTaken},
-};
+use shared::{ApiError, Role, http::ApiJson, openapi::Unavailable};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -23,6 +19,7 @@ use super::{
     AppState, Caller,
     answers::{Stamped, TokenPair},
     command::{self, IdempotencyHeader, Written},
+    rejections::{InvalidCredentials, RefreshTokenReused, UsernameTaken},
 };
 use crate::{
     commands::users::{self, Registration},
@@ -129,15 +126,16 @@ fn token_pair(
     state: &AppState,
     user_id: Uuid,
     role: Role,
-    session_id: Uuid,
-    refresh: String,
+    session: sessions::Started,
 ) -> Result<Json<TokenPair>, ApiError> {
-    let access = state.issuer.issue(user_id, role, session_id)?;
+    let access = state
+        .issuer
+        .issue(user_id, role, session.session_id, session.expires_at)?;
     Ok(Json(TokenPair {
-        access_token: access,
-        refresh_token: refresh,
+        access_token: access.token,
+        refresh_token: session.refresh,
         token_type: "Bearer",
-        expires_in: state.issuer.ttl_secs,
+        expires_in: access.expires_in,
     }))
 }
 
@@ -202,7 +200,7 @@ async fn login(
     let matches = state.hasher.verify(given, stored).await?;
     let Some(account) = live.filter(|_| matches) else {
         attempt.failed();
-        return Err(ApiError::InvalidCredentials);
+        return Err(InvalidCredentials.into());
     };
     attempt.succeeded();
     // Re-read the account under its lock: a deletion or role change that committed while the
@@ -212,13 +210,13 @@ async fn login(
         .await
         .map_err(anyhow::Error::from)?;
     let Some(account) = account.filter(|a| !a.deleted) else {
-        return Err(ApiError::InvalidCredentials);
+        return Err(InvalidCredentials.into());
     };
-    let (session_id, refresh) = sessions::start(&mut tx, account.id, state.lifetimes)
+    let session = sessions::start(&mut tx, account.id, state.lifetimes)
         .await
         .map_err(anyhow::Error::from)?;
     tx.commit().await.map_err(anyhow::Error::from)?;
-    token_pair(&state, account.id, account.role(), session_id, refresh)
+    token_pair(&state, account.id, account.role(), session)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -264,11 +262,7 @@ async fn refresh(
         .await
         .map_err(anyhow::Error::from)?
     {
-        sessions::Rotation::Rotated {
-            user_id,
-            session_id,
-            token,
-        } => {
+        sessions::Rotation::Rotated { user_id, session } => {
             let account = accounts::lock(&mut tx, user_id)
                 .await
                 .map_err(anyhow::Error::from)?;
@@ -276,7 +270,7 @@ async fn refresh(
                 return Err(ApiError::Unauthorized);
             };
             tx.commit().await.map_err(anyhow::Error::from)?;
-            token_pair(&state, user_id, account.role(), session_id, token)
+            token_pair(&state, user_id, account.role(), session)
         }
         sessions::Rotation::Refused => Err(ApiError::Unauthorized),
         sessions::Rotation::Reused {
@@ -298,8 +292,10 @@ async fn refresh(
                 .await?;
             }
             tx.commit().await.map_err(anyhow::Error::from)?;
+            // Its access tokens are refused here from the next request on.
+            state.revocations.revoke(session_id);
             tracing::warn!(%user_id, %session_id, "a rotated refresh token was presented again; session revoked");
-            Err(ApiError::RefreshTokenReused)
+            Err(RefreshTokenReused.into())
         }
     }
 }

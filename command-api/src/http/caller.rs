@@ -66,16 +66,32 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?.ok_or(ApiError::Unauthorized)?;
         let claims = state.verifier.verify(token)?;
-        let current: Option<String> = sqlx::query_scalar(CURRENT_ROLE)
-            .bind(claims.sid)
-            .bind(claims.sub)
-            .fetch_optional(&state.pool)
-            .await
-            .map_err(anyhow::Error::from)?;
-        let role = current
-            .ok_or(ApiError::Unauthorized)?
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!(e))?;
+        // The verifier allows other services a few seconds of clock skew; this service issued
+        // the token on its own clock, and a token ends with its session here at once.
+        if claims.exp <= chrono::Utc::now().timestamp() {
+            return Err(ApiError::TokenExpired);
+        }
+        // Every way a token's session or role stops holding (logout, a reused refresh token,
+        // a new role or password, deletion, an admin ending sessions) revokes the session: in
+        // this process at once ([`crate::http::command`]), and in every other through
+        // `SessionRevoked` on the stream. While the stream is not followed, PostgreSQL says.
+        let role = if state.revocations.is_current() {
+            if state.revocations.is_revoked(claims.sid) {
+                return Err(ApiError::Unauthorized);
+            }
+            claims.role
+        } else {
+            let current: Option<String> = sqlx::query_scalar(CURRENT_ROLE)
+                .bind(claims.sid)
+                .bind(claims.sub)
+                .fetch_optional(&state.pool)
+                .await
+                .map_err(anyhow::Error::from)?;
+            current
+                .ok_or(ApiError::Unauthorized)?
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!(e))?
+        };
         Ok(Caller {
             user_id: claims.sub,
             role,

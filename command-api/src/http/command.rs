@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use shared::ApiError;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
-use crate::store::{
+use eventstore::{
     Appended,
     idempotency::{self, Claim, IdempotencyKey, StoredResponse},
 };
@@ -148,6 +148,8 @@ pub struct Written {
     body: Option<serde_json::Value>,
     position: Option<i64>,
     location: Option<String>,
+    /// The sessions the command ended (its `SessionRevoked` events).
+    ended: Vec<uuid::Uuid>,
 }
 
 impl Written {
@@ -158,6 +160,7 @@ impl Written {
             body: Some(serde_json::to_value(body).unwrap_or_default()),
             position: None,
             location: None,
+            ended: Vec::new(),
         }
     }
 
@@ -167,17 +170,32 @@ impl Written {
             body: None,
             position: None,
             location: None,
+            ended: Vec::new(),
         }
     }
 
     /// Adds `version` and `position` to the body and `X-Event-Position` to the headers.
     pub fn appended(mut self, appended: Option<&Appended>, version: i64) -> Self {
+        self = self.also(appended);
         let position = appended.map(|a| a.position);
         if let Some(serde_json::Value::Object(body)) = self.body.as_mut() {
             body.insert("version".into(), version.into());
             body.insert("position".into(), position.into());
         }
         self.position = position;
+        self
+    }
+
+    /// Events the command appended besides those of its answer: the sessions they end are
+    /// refused from the next request on.
+    pub fn also(mut self, appended: Option<&Appended>) -> Self {
+        let events = appended.map_or(&[][..], |a| &a.events[..]);
+        self.ended.extend(
+            events
+                .iter()
+                .filter(|e| e.event_type == "SessionRevoked")
+                .filter_map(|e| e.data["session_id"].as_str()?.parse::<uuid::Uuid>().ok()),
+        );
         self
     }
 
@@ -294,6 +312,11 @@ impl CommandTx {
             {
                 response.headers_mut().insert(name, value);
             }
+        }
+        if !written.ended.is_empty() {
+            // Read by the router's layer, which tells this process's revocations.
+            let ended = shared::auth::EndedSessions(written.ended);
+            response.extensions_mut().insert(ended);
         }
         Ok(response)
     }

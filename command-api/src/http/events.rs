@@ -25,6 +25,7 @@ use axum::{
     },
 };
 use chrono::{DateTime, Utc};
+use eventstore::EventFilter;
 use futures::Stream;
 use shared::{
     ApiError, EventEnvelope, Role,
@@ -37,7 +38,6 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{AppState, Caller, answers::EventsPage};
-use crate::store::{self, EventFilter};
 
 /// Default and largest page of `GET /api/v1/events`.
 pub const DEFAULT_LIMIT: i64 = 20;
@@ -192,7 +192,7 @@ async fn list(
         headers.insert("x-event-horizon", horizon_header);
         return Ok(response);
     }
-    let page: Vec<EventEnvelope> = store::read_all(&state.pool, after, limit, &filter)
+    let page: Vec<EventEnvelope> = eventstore::read_all(&state.pool, after, limit, &filter)
         .await
         .map_err(anyhow::Error::from)?
         .into_iter()
@@ -242,7 +242,7 @@ fn ndjson(
             if stopping {
                 return Err(std::io::Error::other("the service is stopping"));
             }
-            let chunk = store::read_all(&pool, after, CHUNK, &filter)
+            let chunk = eventstore::read_all(&pool, after, CHUNK, &filter)
                 .await
                 .map_err(|e| {
                     tracing::error!(error = %e, "the event export failed mid-way");
@@ -327,7 +327,7 @@ async fn follow(
         let through = *horizon.borrow_and_update();
         filter.through = Some(through);
         while after < through {
-            let chunk = match store::read_all(&state.pool, after, CHUNK, &filter).await {
+            let chunk = match eventstore::read_all(&state.pool, after, CHUNK, &filter).await {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     tracing::warn!(error = %e, "event tail cannot read the store; closing");

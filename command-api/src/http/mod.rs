@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::{Router, extract::DefaultBodyLimit};
 use shared::{
-    auth::{PublicKey, TokenVerifier},
+    auth::{EndedSessions, PublicKey, TokenVerifier},
     http::{Readiness, ops_router},
 };
 use sqlx::PgPool;
@@ -55,6 +55,8 @@ pub struct AppState {
     /// Upload limit for one image (`MAX_IMAGE_BYTES`).
     pub max_image_bytes: u64,
     pub blobs: shared::blobs::Blobs,
+    /// Ended sessions, from the stream and from this process's own commands.
+    pub revocations: shared::auth::Revocations,
     /// The event log's settled horizon, for live tails.
     pub horizon: events::Horizon,
     /// At most a few live tails per user.
@@ -102,7 +104,17 @@ pub fn router(
     limiter: Arc<shared::http::RateLimiter>,
 ) -> Router {
     let (api, doc) = routes(state.max_image_bytes).split_for_parts();
+    let revocations = state.revocations.clone();
     api.with_state(state)
+        .layer(axum::middleware::map_response(
+            move |mut response: axum::response::Response| {
+                // The sessions a committed command ended are refused from the next request on.
+                if let Some(ended) = response.extensions_mut().remove::<EndedSessions>() {
+                    ended.0.into_iter().for_each(|id| revocations.revoke(id));
+                }
+                std::future::ready(response)
+            },
+        ))
         .layer(axum::middleware::from_fn_with_state(
             limiter,
             shared::http::rate_limit,
@@ -165,6 +177,30 @@ mod tests {
         let logout = &doc["paths"]["/api/v1/auth/logout"]["post"];
         assert_eq!(logout["security"][0]["bearer"], json!([]));
         assert!(logout["responses"]["401"].is_object());
+        // The bodies handlers read loosely (to name every bad field in a 422) still document
+        // what a valid one is.
+        for (name, required) in [
+            ("NewProduct", json!(["name", "brand", "price"])),
+            (
+                "NewReview",
+                json!(["product_sku", "title", "body", "rating"]),
+            ),
+        ] {
+            assert_eq!(schema(&doc, name)["required"], required, "{name}");
+        }
+        assert_eq!(
+            schema(&doc, "NewProduct")["properties"]["price"]["type"],
+            "string"
+        );
+        assert_eq!(
+            schema(&doc, "NewReview")["properties"]["rating"]["type"],
+            "integer"
+        );
+        assert!(schema(&doc, "ReviewEdit")["properties"]["product_sku"].is_null());
+        assert_eq!(
+            register["responses"]["409"]["content"]["application/problem+json"]["example"]["code"],
+            "username_taken"
+        );
         let envelope = schema(&doc, "EventEnvelope");
         assert_eq!(
             envelope["properties"]["causation_id"]["type"],

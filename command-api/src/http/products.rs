@@ -69,24 +69,27 @@ pub(super) struct ProductBody {
 }
 
 /// A new product: the fields [`ProductBody`] requires to create one.
-#[derive(ToSchema)]
+// Read as loosely as `ProductBody` (the same fields, in the same order), so that `create`
+// names each missing or bad field in its 422 and `changes` validates both alike.
+#[derive(Deserialize, Serialize, ToSchema)]
 #[schema(as = NewProduct)]
-#[allow(dead_code)] // describes the body `create` reads as a ProductBody
 pub(super) struct NewProductBody {
     #[schema(value_type = Option<Uuid>, example = json!(SKU))]
     sku: Option<String>,
     #[schema(
+        value_type = String,
+        required = true,
         min_length = 1,
         max_length = 200,
         pattern = "\\S",
         example = "Leica Q3"
     )]
-    name: String,
-    #[schema(min_length = 1, max_length = 100, pattern = "\\S", example = "Leica")]
-    brand: String,
+    name: Option<String>,
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100, pattern = "\\S", example = "Leica")]
+    brand: Option<String>,
     /// At least 0, at most two decimals: a decimal string (or a JSON number).
-    #[schema(pattern = "^\\s*[0-9]{1,12}(\\.[0-9]{1,2})?\\s*$", example = "5995.00")]
-    price: String,
+    #[schema(value_type = String, required = true, pattern = "^\\s*[0-9]{1,12}(\\.[0-9]{1,2})?\\s*$", example = "5995.00")]
+    price: Option<Value>,
     #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
     currency: Option<String>,
     #[schema(max_length = 10000, example = "Full-frame compact")]
@@ -94,7 +97,30 @@ pub(super) struct NewProductBody {
     /// A flat map of strings: at most 100 entries, keys 1 to 100 characters, values at most
     /// 1,000.
     #[schema(schema_with = specs_schema, example = json!({ "sensor": "60 MP" }))]
-    specs: Option<std::collections::HashMap<String, String>>,
+    specs: Option<Value>,
+}
+
+impl From<NewProductBody> for ProductBody {
+    fn from(body: NewProductBody) -> Self {
+        let NewProductBody {
+            sku,
+            name,
+            brand,
+            price,
+            currency,
+            description,
+            specs,
+        } = body;
+        ProductBody {
+            sku,
+            name,
+            brand,
+            price,
+            currency,
+            description,
+            specs,
+        }
+    }
 }
 
 /// `specs` as [`parse_specs`] takes it: what a derived map schema cannot say (the length of
@@ -137,7 +163,7 @@ fn answer(
     status: StatusCode,
     sku: Uuid,
     version: i64,
-    appended: Option<&crate::store::Appended>,
+    appended: Option<&eventstore::Appended>,
 ) -> Written {
     Written::new(status, ProductRef { sku }).appended(appended, version)
 }
@@ -161,8 +187,10 @@ async fn create(
     State(state): State<AppState>,
     Admin(caller): Admin,
     idempotency: IdempotencyHeader,
-    ApiJson(body): ApiJson<ProductBody>,
+    ApiJson(body): ApiJson<NewProductBody>,
 ) -> Result<Response, ApiError> {
+    // The same fields serialized alike: the idempotency key below is the body's as sent.
+    let body = ProductBody::from(body);
     let mut fields = Fields::default();
     let sku = fields.optional("sku", body.sku.as_deref(), parse_sku);
     for (name, present) in [

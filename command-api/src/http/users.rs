@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use shared::{
     ApiError, Role,
     http::ApiJson,
-    openapi::{NotFound, SuperuserProtected, Unavailable, ValidationFailed, ids::USER},
+    openapi::{NotFound, Unavailable, ValidationFailed, ids::USER},
 };
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -20,6 +20,7 @@ use super::{
     Admin, AppState, Caller,
     answers::Stamped,
     command::{self, IdempotencyHeader, Written},
+    rejections::SuperuserProtected,
 };
 use crate::{
     commands::users,
@@ -198,7 +199,7 @@ async fn end_all(
             .filter(|u| !u.deleted)
             .ok_or(ApiError::NotFound("user"))?;
         if target.is_superuser && caller.user_id != target.id {
-            return Err(ApiError::SuperuserProtected);
+            return Err(SuperuserProtected.into());
         }
         let ended = users::end_sessions(&mut *tx, id, None, reason, Some(caller.actor())).await?;
         let version = ended.as_ref().map_or(target.version, |a| a.version);

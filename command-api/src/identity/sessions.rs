@@ -9,7 +9,7 @@
 //! outlives it, and command-api refuses its access tokens from then on.
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
@@ -53,22 +53,36 @@ pub struct Lifetimes {
     pub session_secs: i64,
 }
 
-/// Starts a session for `user_id`; returns its id and first refresh token.
+/// A session as its tokens need it: its id, when it ends, and a refresh token.
+#[derive(Debug)]
+pub struct Started {
+    pub session_id: Uuid,
+    /// The session's absolute end: no access token outlives it.
+    pub expires_at: DateTime<Utc>,
+    pub refresh: String,
+}
+
+/// Starts a session for `user_id`, with its first refresh token.
 pub async fn start(
     conn: &mut PgConnection,
     user_id: Uuid,
     lifetimes: Lifetimes,
-) -> Result<(Uuid, String), sqlx::Error> {
+) -> Result<Started, sqlx::Error> {
     let session_id = Uuid::now_v7();
+    let expires_at = Utc::now() + Duration::seconds(lifetimes.session_secs);
     sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, $3)")
         .bind(session_id)
         .bind(user_id)
-        .bind(Utc::now() + Duration::seconds(lifetimes.session_secs))
+        .bind(expires_at)
         .execute(&mut *conn)
         .await?;
     let ttl_secs = lifetimes.refresh_secs;
-    let token = issue_token(conn, session_id, ttl_secs).await?;
-    Ok((session_id, token))
+    let refresh = issue_token(conn, session_id, ttl_secs).await?;
+    Ok(Started {
+        session_id,
+        expires_at,
+        refresh,
+    })
 }
 
 /// Whose session a refresh token belongs to (no lock), so callers can lock the account first.
@@ -85,19 +99,22 @@ pub async fn owner(conn: &mut PgConnection, presented: &str) -> Result<Option<Uu
 pub enum Rotation {
     Rotated {
         user_id: Uuid,
-        session_id: Uuid,
-        token: String,
+        session: Started,
     },
     /// Unknown, expired, or belonging to an ended session.
     Refused,
     /// Already used: the caller revokes the session.
-    Reused { user_id: Uuid, session_id: Uuid },
+    Reused {
+        user_id: Uuid,
+        session_id: Uuid,
+    },
 }
 
 #[derive(sqlx::FromRow)]
 struct Presented {
     session_id: Uuid,
     user_id: Uuid,
+    session_expires_at: DateTime<Utc>,
     expired: bool,
     used: bool,
     session_revoked: bool,
@@ -109,7 +126,8 @@ pub async fn rotate(
     ttl_secs: i64,
 ) -> Result<Rotation, sqlx::Error> {
     let row: Option<Presented> = sqlx::query_as(
-        "SELECT t.session_id, s.user_id, t.expires_at <= now() AS expired, t.used_at IS NOT NULL AS used,
+        "SELECT t.session_id, s.user_id, s.expires_at AS session_expires_at,
+                t.expires_at <= now() AS expired, t.used_at IS NOT NULL AS used,
                 (s.revoked_at IS NOT NULL OR s.expires_at <= now()) AS session_revoked
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
          WHERE t.token_hash = $1
@@ -134,11 +152,14 @@ pub async fn rotate(
         .bind(digest(presented))
         .execute(&mut *conn)
         .await?;
-    let token = issue_token(conn, row.session_id, ttl_secs).await?;
+    let refresh = issue_token(conn, row.session_id, ttl_secs).await?;
     Ok(Rotation::Rotated {
         user_id: row.user_id,
-        session_id: row.session_id,
-        token,
+        session: Started {
+            session_id: row.session_id,
+            expires_at: row.session_expires_at,
+            refresh,
+        },
     })
 }
 

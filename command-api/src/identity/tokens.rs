@@ -1,12 +1,18 @@
 //! Issuing access tokens (EdDSA JWTs). Verification lives in `shared::auth`.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use shared::{
     Role,
     auth::{AUDIENCE, Claims, ISSUER, SigningKey},
 };
 use uuid::Uuid;
+
+/// A signed access token and how long it lives, in seconds.
+pub struct Issued {
+    pub token: String,
+    pub expires_in: i64,
+}
 
 pub struct TokenIssuer {
     key: EncodingKey,
@@ -25,18 +31,30 @@ impl TokenIssuer {
         }
     }
 
-    pub fn issue(&self, user_id: Uuid, role: Role, session_id: Uuid) -> anyhow::Result<String> {
+    /// An access token of the session, expiring after the configured lifetime or when the
+    /// session ends (`session_ends`), whichever comes first.
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        role: Role,
+        session_id: Uuid,
+        session_ends: DateTime<Utc>,
+    ) -> anyhow::Result<Issued> {
         let now = Utc::now().timestamp();
+        let exp = (now + self.ttl_secs).min(session_ends.timestamp());
         let claims = Claims {
             sub: user_id,
             role,
             sid: session_id,
             iat: now,
-            exp: now + self.ttl_secs,
+            exp,
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             jti: Uuid::now_v7(),
         };
-        Ok(encode(&self.header, &claims, &self.key)?)
+        Ok(Issued {
+            token: encode(&self.header, &claims, &self.key)?,
+            expires_in: exp - now,
+        })
     }
 }

@@ -10,8 +10,10 @@
 //!   lag reports and as a fallback if the stream's tail was purged.
 //! - **One relay at a time**: each command-api instance runs a relay; they elect a leader with a
 //!   session advisory lock on a dedicated connection. Standbys take over when it drops.
-//! - **Latency**: woken by `NOTIFY events_appended` from the insert trigger, with a poll as the
-//!   fallback (a lost notification costs at most one poll interval).
+//! - **Latency**: while it waits, woken by `NOTIFY events_appended` from the insert trigger;
+//!   while it works, appends notify nobody (a NOTIFY serialises commits cluster-wide), and it
+//!   looks at the horizon again before it waits. A poll is the fallback (a lost notification
+//!   costs at most one poll interval).
 
 mod publisher;
 
@@ -121,6 +123,8 @@ impl Relay {
         // Once shutdown began: whether a horizon has been taken since (it holds everything the
         // finished requests appended).
         let mut final_horizon = false;
+        // Whether appends wake us (`relay_wake.idle`); a previous leader may have left either.
+        let mut idle = false;
         loop {
             let stopping = shutdown.is_cancelled();
             if settled <= cursor || (stopping && !final_horizon) {
@@ -151,7 +155,7 @@ impl Relay {
             if last_purge.elapsed() > Duration::from_secs(3600) {
                 last_purge = Instant::now();
                 let mut conn = self.pool.acquire().await?;
-                crate::store::idempotency::purge_expired(&mut conn).await?;
+                eventstore::idempotency::purge_expired(&mut conn).await?;
             }
             self.report_lag(cursor).await?;
             if final_horizon && caught_up && settled <= cursor {
@@ -159,10 +163,29 @@ impl Relay {
                 return Ok(());
             }
             if caught_up && !shutdown.is_cancelled() {
+                if !idle {
+                    // From now on appends wake us. Look at the horizon once more before
+                    // waiting: a writer that saw us busy already holds its xid, and the
+                    // horizon waits for it (migrations/0004_relay_wake.sql).
+                    eventstore::status::announce_idle(&mut leader_conn, true)
+                        .await
+                        .context("the leader lock connection is gone")?;
+                    idle = true;
+                    continue;
+                }
                 tokio::select! {
                     // Look at the horizon once more, publish what it holds, then stop.
                     _ = shutdown.cancelled() => {}
-                    notification = listener.recv() => { notification.context("LISTEN")?; }
+                    notification = listener.recv() => {
+                        notification.context("LISTEN")?;
+                        // One look serves every append that notified so far.
+                        while listener.next_buffered().is_some() {}
+                        // Busy: appends stop notifying until we wait again.
+                        eventstore::status::announce_idle(&mut leader_conn, false)
+                            .await
+                            .context("the leader lock connection is gone")?;
+                        idle = false;
+                    }
                     _ = tokio::time::sleep(self.config.poll_interval) => {
                         sqlx::query("SELECT 1").execute(&mut leader_conn).await
                             .context("the leader lock connection is gone")?;

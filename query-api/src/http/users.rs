@@ -25,7 +25,7 @@ use super::{
     Page, Paging, QueryState, ReadYourWrites, Reader,
     caching::json_answer,
     keyset::{Key, Order},
-    to_json,
+    path_id, to_json,
 };
 
 pub fn router() -> OpenApiRouter<QueryState> {
@@ -96,10 +96,8 @@ async fn list_users(
     headers: HeaderMap,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    reader.require(&[Role::Admin], "the user list")?;
-    let params = params.only(&["limit", "cursor", "role"])?;
-    let role = params.parsed("role", |raw| raw.parse::<Role>())?;
-    page_of_users(&state, &headers, &params, role).await
+    let listed = Listed::ByRoleParameter;
+    page_of_users(&state, &reader, &headers, params, "the user list", listed).await
 }
 
 /// Every admin
@@ -122,17 +120,38 @@ async fn list_admins(
     headers: HeaderMap,
     params: QueryParams,
 ) -> Result<Response, ApiError> {
-    reader.require(&[Role::Admin], "the admin list")?;
-    let params = params.only(&["limit", "cursor"])?;
-    page_of_users(&state, &headers, &params, Some(Role::Admin)).await
+    let listed = Listed::Only(Role::Admin);
+    page_of_users(&state, &reader, &headers, params, "the admin list", listed).await
 }
 
+/// Which users a list holds.
+#[derive(Clone, Copy)]
+enum Listed {
+    /// Everyone, or those with the role the `role` query parameter names.
+    ByRoleParameter,
+    /// Those with this role; the list takes no `role` parameter.
+    Only(Role),
+}
+
+/// A page of the users `listed` names, in the order they registered. Only admins may read it;
+/// `what` names the list in the 403 answer to anyone else.
 async fn page_of_users(
     state: &QueryState,
+    reader: &Reader,
     headers: &HeaderMap,
-    params: &QueryParams,
-    role: Option<Role>,
+    params: QueryParams,
+    what: &str,
+    listed: Listed,
 ) -> Result<Response, ApiError> {
+    reader.require(&[Role::Admin], what)?;
+    let (params, role) = match listed {
+        Listed::ByRoleParameter => {
+            let params = params.only(&["limit", "cursor", "role"])?;
+            let role = params.parsed("role", |raw| raw.parse::<Role>())?;
+            (params, role)
+        }
+        Listed::Only(role) => (params.only(&["limit", "cursor"])?, Some(role)),
+    };
     let limit = params.limit()?;
     let scope = Scope::new("users").with("role", role.map_or("", Role::as_str));
     let mut filter = doc! { user_fields::DELETED: false };
@@ -198,7 +217,7 @@ async fn profile(
     _reader: Reader,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("user"))?;
+    let id = path_id::parse(&id, "user")?;
     let user = state
         .breaker
         .run(async {

@@ -9,5 +9,5 @@ mod token;
 
 pub use authenticator::Authenticator;
 pub use keys::{PublicKey, SigningKey};
-pub use revocations::Revocations;
+pub use revocations::{EndedSessions, Revocations};
 pub use token::{AUDIENCE, Claims, ISSUER, TokenError, TokenVerifier, bearer_token};

@@ -23,6 +23,7 @@ use crate::{EventEnvelope, nats::Prefix};
 pub struct Revocations {
     revoked: Arc<RwLock<HashMap<Uuid, Instant>>>,
     caught_up: Arc<AtomicBool>,
+    following: Arc<AtomicBool>,
     /// How long a revocation matters: the access-token lifetime (plus leeway).
     lookback: Duration,
 }
@@ -32,6 +33,7 @@ impl Revocations {
         Self {
             revoked: Arc::default(),
             caught_up: Arc::default(),
+            following: Arc::default(),
             lookback: access_token_ttl + Duration::from_secs(60),
         }
     }
@@ -48,7 +50,16 @@ impl Revocations {
         self.caught_up.load(Ordering::Relaxed)
     }
 
-    fn revoke(&self, session_id: Uuid) {
+    /// True while the follower reads the stream and has read all of it that there was when it
+    /// (re)subscribed: false before, and from a failure until it is back. A service that can
+    /// check sessions elsewhere does so while this is false.
+    pub fn is_current(&self) -> bool {
+        self.following.load(Ordering::Relaxed)
+    }
+
+    /// Remembers that `session_id` ended (from the stream, or from the command that ended it
+    /// in this process, so that its next request is refused without waiting for the stream).
+    pub fn revoke(&self, session_id: Uuid) {
         if let Ok(mut revoked) = self.revoked.write() {
             let now = Instant::now();
             revoked.retain(|_, at| now.duration_since(*at) < self.lookback);
@@ -66,13 +77,16 @@ impl Revocations {
         let this = self.clone();
         tokio::spawn(async move {
             crate::service::keep_running("following session revocations", &shutdown, || async {
-                tokio::select! {
+                let outcome = tokio::select! {
                     _ = shutdown.cancelled() => Ok(()),
                     outcome = this.follow(&js, &prefix) => match outcome {
                         Ok(()) => Err(anyhow::anyhow!("the EVENTS subscription ended")),
                         failed => failed,
                     },
-                }
+                };
+                // Until it has read the stream again, what it knows may be behind.
+                this.following.store(false, Ordering::Relaxed);
+                outcome
             })
             .await;
         });
@@ -91,6 +105,7 @@ impl Revocations {
             .await?;
         if consumer.cached_info().num_pending == 0 {
             self.caught_up.store(true, Ordering::Relaxed);
+            self.following.store(true, Ordering::Relaxed);
         }
         let mut messages = consumer.messages().await?;
         while let Some(message) = messages.next().await {
@@ -111,8 +126,14 @@ impl Revocations {
             }
             if message.info().is_ok_and(|info| info.pending == 0) {
                 self.caught_up.store(true, Ordering::Relaxed);
+                self.following.store(true, Ordering::Relaxed);
             }
         }
         Ok(())
     }
 }
+
+/// The sessions a response's command ended, as a response extension: the service that ended
+/// them refuses their tokens from its next request on (see [`Revocations::revoke`]).
+#[derive(Debug, Clone, Default)]
+pub struct EndedSessions(pub Vec<Uuid>);

@@ -13,8 +13,8 @@ use shared::{
     events::ImageMeta,
     http::ApiJson,
     openapi::{
-        Conflict, Forbidden, NotFound, PayloadTooLarge, RateLimited, RegionNotAllowed,
-        UnsupportedMediaType, ValidationFailed, VersionMismatch,
+        Conflict, Forbidden, NotFound, PayloadTooLarge, RateLimited, UnsupportedMediaType,
+        ValidationFailed, VersionMismatch,
         ids::{IMAGE, REVIEW, SKU},
     },
     problem::FieldError,
@@ -27,6 +27,7 @@ use super::{
     AppState, Caller,
     answers::{AttachedImage, ReviewRef, Stamped},
     command::{self, IdempotencyHeader, IfMatch, Written, if_match},
+    rejections::RegionNotAllowed,
 };
 use crate::{
     blob_gc,
@@ -58,60 +59,42 @@ pub fn router(max_image_bytes: u64) -> OpenApiRouter<AppState> {
         .routes(routes!(uploads::remove_image))
 }
 
-/// A review's fields: all but `product_sku` may be changed by an edit.
+/// A new review: every field is required.
+// Read with every field optional and loosely typed, so that `publish` names each missing or
+// bad one in its 422; the schema says what a valid body is.
 #[derive(Deserialize, Serialize, ToSchema)]
-pub(super) struct ReviewBody {
-    #[schema(value_type = Option<Uuid>, example = json!(SKU))]
+pub(super) struct NewReview {
+    #[schema(value_type = Uuid, required = true, example = json!(SKU))]
     product_sku: Option<String>,
-    /// 1 to 200 characters.
     #[schema(
+        value_type = String,
+        required = true,
         min_length = 1,
         max_length = 200,
         pattern = "\\S",
         example = "Sharp and small"
     )]
     title: Option<String>,
-    /// 1 to 20,000 characters.
     #[schema(
+        value_type = String,
+        required = true,
         min_length = 1,
         max_length = 20000,
         pattern = "\\S",
         example = "The lens is superb."
     )]
     body: Option<String>,
-    /// A whole number from 1 to 5.
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 5, example = 5)]
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 5, example = 5)]
     rating: Option<Value>,
 }
 
-/// A new review: the fields [`ReviewBody`] requires to publish one.
-#[derive(ToSchema)]
-#[allow(dead_code)] // describes the body `publish` reads as a ReviewBody
-pub(super) struct NewReview {
-    #[schema(example = json!(SKU))]
-    product_sku: Uuid,
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = "\\S",
-        example = "Sharp and small"
-    )]
-    title: String,
-    #[schema(
-        min_length = 1,
-        max_length = 20000,
-        pattern = "\\S",
-        example = "The lens is superb."
-    )]
-    body: String,
-    #[schema(minimum = 1, maximum = 5, example = 5)]
-    rating: i64,
-}
-
 /// An edit: any of the fields but `product_sku`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // describes the body `edit` reads as a ReviewBody
+// Read loosely, as `NewReview` is, for `edit`'s 422.
+#[derive(Deserialize, Serialize, ToSchema)]
 pub(super) struct ReviewEdit {
+    // Refused with a 422 when sent (a review stays about its product): not documented.
+    #[schema(ignore)]
+    product_sku: Option<String>,
     #[schema(
         min_length = 1,
         max_length = 200,
@@ -126,8 +109,8 @@ pub(super) struct ReviewEdit {
         example = "The lens is superb; the shutter less so."
     )]
     body: Option<String>,
-    #[schema(minimum = 1, maximum = 5, example = 4)]
-    rating: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 5, example = 4)]
+    rating: Option<Value>,
 }
 
 /// A whole number from 1 to 5; `5.0` is 5, as JSON Schema's `integer` has it.
@@ -150,7 +133,7 @@ fn answer(
     status: StatusCode,
     id: Uuid,
     version: i64,
-    appended: Option<&crate::store::Appended>,
+    appended: Option<&eventstore::Appended>,
 ) -> Written {
     Written::new(status, ReviewRef { id }).appended(appended, version)
 }
@@ -174,7 +157,7 @@ async fn publish(
     State(state): State<AppState>,
     caller: Caller,
     idempotency: IdempotencyHeader,
-    ApiJson(body): ApiJson<ReviewBody>,
+    ApiJson(body): ApiJson<NewReview>,
 ) -> Result<Response, ApiError> {
     if !matches!(caller.role, Role::Publisher | Role::Admin) {
         return Err(ApiError::Forbidden("only publishers write reviews".into()));
@@ -199,7 +182,7 @@ async fn publish(
         let region = author
             .region
             .filter(|r| state.publish_regions.contains(r))
-            .ok_or(ApiError::RegionNotAllowed)?;
+            .ok_or(RegionNotAllowed)?;
         let product = products::load(&mut *tx, sku).await?;
         if product.is_none_or(|p| p.deleted) {
             return Err(ApiError::Validation(vec![FieldError::new(
@@ -256,7 +239,7 @@ async fn edit(
     Path(id): Path<String>,
     headers: HeaderMap,
     idempotency: IdempotencyHeader,
-    ApiJson(body): ApiJson<ReviewBody>,
+    ApiJson(body): ApiJson<ReviewEdit>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, "review")?;
     let expected = if_match(&headers)?;

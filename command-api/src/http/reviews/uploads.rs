@@ -5,7 +5,9 @@ use super::*;
 
 /// The upload: one part named `file`.
 #[derive(ToSchema)]
-#[allow(dead_code)] // describes the multipart body `attach_image` reads
+// Only documents the body: `attach_image` streams the `file` part itself, so that it can
+// refuse it (413) as soon as it passes `MAX_IMAGE_BYTES`.
+#[allow(dead_code)]
 pub(super) struct ImageUpload {
     /// A JPEG, PNG or WebP image (judged by its content), at most `MAX_IMAGE_BYTES`.
     #[schema(value_type = String, format = Binary, example = "<the image's bytes>")]

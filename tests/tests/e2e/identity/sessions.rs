@@ -196,3 +196,35 @@ async fn an_expired_refresh_token_is_401() {
     assert_eq!(reply.status, 401);
     assert_eq!(reply.code(), "unauthorized");
 }
+
+/// command-api checks sessions against the revocations it follows, not PostgreSQL, on each
+/// request: an instance that did not end the session learns of it from the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ended_through_one_command_api_is_refused_by_another_within_two_seconds() {
+    let env = TestEnv::new().await;
+    let first = Api::new(&env.spawn_command_api().await);
+    let second = Api::new(&env.spawn_command_api().await);
+    first.register("wanda", "wanda-password").await;
+    let tokens = first.login("wanda", "wanda-password").await;
+    let update = || second.put("/api/v1/users/me", json!({}), Some(&tokens.access));
+    let before = update().await;
+    assert_eq!(before.status, 200, "{:?}", before.body);
+
+    let logout = first
+        .post("/api/v1/auth/logout", json!({}), Some(&tokens.access))
+        .await;
+    assert_eq!(logout.status, 204);
+    let at_once = first
+        .put("/api/v1/users/me", json!({}), Some(&tokens.access))
+        .await;
+    assert_eq!(
+        at_once.status, 401,
+        "the instance that ended it refuses at once"
+    );
+    let refused = camreviews_tests::eventually(std::time::Duration::from_secs(2), || async {
+        let reply = update().await;
+        (reply.status == 401).then_some(reply)
+    })
+    .await;
+    assert_eq!(refused.code(), "unauthorized");
+}
