@@ -72,35 +72,75 @@ async fn scenarios(url: &str, levels: &[usize], duration: Duration) -> anyhow::R
         rows.push(raw_inserts(&pool, data, concurrency, duration).await?);
         let p = pool.clone();
         let payload = payload.clone();
-        rows.push(
-            measure(
-                "event store append (1 event, new stream)",
-                concurrency,
-                duration,
-                move |_| {
+        // No relay runs here. With `relay_wake.idle` true every append notifies (as while a
+        // relay waits); with it false none does (as while a relay works through a backlog).
+        let variants = [
+            (
+                true,
+                false,
+                "event store append (one statement), each notifying",
+            ),
+            (
+                false,
+                false,
+                "event store append (one statement), relay busy: no NOTIFY",
+            ),
+            (
+                false,
+                true,
+                "event store append in a transaction (BEGIN, append, COMMIT)",
+            ),
+        ];
+        for (notifying, in_transaction, scenario) in variants {
+            let mut conn = pool.acquire().await?;
+            store::status::announce_idle(&mut conn, notifying).await?;
+            drop(conn);
+            let (p, payload) = (p.clone(), payload.clone());
+            rows.push(
+                measure(scenario, concurrency, duration, move |_| {
                     let (p, payload) = (p.clone(), payload.clone());
-                    async move { append_one(&p, &payload).await }
-                },
-            )
-            .await?,
-        );
+                    async move { append_one(&p, &payload, in_transaction).await }
+                })
+                .await?,
+            );
+        }
     }
     Ok(rows)
 }
 
-async fn append_one(pool: &PgPool, payload: &ProductEvent) -> anyhow::Result<()> {
-    let mut tx = pool.begin().await?;
+/// One event on a new stream: as a create command without an `Idempotency-Key` appends it
+/// (one statement, its own transaction), or inside an explicit transaction as every other
+/// command does.
+async fn append_one(
+    pool: &PgPool,
+    payload: &ProductEvent,
+    in_transaction: bool,
+) -> anyhow::Result<()> {
     let stream = StreamId::of::<ProductEvent>(Uuid::now_v7());
     let events = [NewEvent::from_domain(payload)?];
-    store::append_events(
-        &mut tx,
-        stream,
-        ExpectedVersion::NoStream,
-        &events,
-        &Metadata::new(None),
-    )
-    .await?;
-    tx.commit().await?;
+    let metadata = Metadata::new(None);
+    if in_transaction {
+        let mut tx = pool.begin().await?;
+        store::append_events(
+            &mut tx,
+            stream,
+            ExpectedVersion::NoStream,
+            &events,
+            &metadata,
+        )
+        .await?;
+        tx.commit().await?;
+    } else {
+        let mut conn = pool.acquire().await?;
+        store::append_events(
+            &mut conn,
+            stream,
+            ExpectedVersion::NoStream,
+            &events,
+            &metadata,
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Checkpointer {
     pub js: jetstream::Context,
+    /// Announces each recorded position on [`Prefix::applied_subject`].
+    pub nats: async_nats::Client,
     pub prefix: Prefix,
     pub db: Database,
     pub consumer: String,
@@ -100,6 +102,15 @@ impl Checkpointer {
                 .await
                 .context("recording the checkpoint")?;
             *seen = Seen { floor, position };
+            // Readers waiting for a position learn it now instead of at their next poll; a
+            // lost announcement only costs them that poll.
+            let announced = self
+                .nats
+                .publish(self.prefix.applied_subject(), position.to_string().into())
+                .await;
+            if let Err(e) = announced {
+                tracing::debug!(error = %e, "applied position not announced");
+            }
         }
         let behind = info.num_pending + info.num_ack_pending as u64;
         let lag_seconds = if behind > 0 {

@@ -264,8 +264,16 @@ impl Projector {
                 }
             }
         };
+        // The batch's last acknowledgement waits for the broker's confirmation: acknowledgements
+        // are taken in order, so when the checkpoint task is nudged the ack floor has moved
+        // (it would otherwise see them in flight and look again only 25 ms later).
+        let last_done = outcomes
+            .iter()
+            .rposition(|outcome| matches!(outcome, Outcome::Done));
         let mut applied = 0;
-        for ((message, envelope), outcome) in readable.iter().zip(&envelopes).zip(outcomes) {
+        for (n, ((message, envelope), outcome)) in
+            readable.iter().zip(&envelopes).zip(outcomes).enumerate()
+        {
             let attempts = message.info().map(|i| i.delivered).unwrap_or(1);
             let answer = match outcome {
                 Outcome::Done => {
@@ -297,7 +305,14 @@ impl Projector {
                     AckKind::Term
                 }
             };
-            acknowledge(message, answer).await?;
+            if Some(n) == last_done {
+                message
+                    .double_ack()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("acknowledging: {e}"))?;
+            } else {
+                acknowledge(message, answer).await?;
+            }
         }
         metrics::counter!("projector_events_applied_total").increment(applied);
         self.acked.notify_one();

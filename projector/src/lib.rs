@@ -88,6 +88,7 @@ impl Application {
         };
         let checkpointer = Checkpointer {
             js,
+            nats: nats.clone(),
             prefix: config.nats.prefix.clone(),
             db: db.clone(),
             consumer: config.consumer.clone(),

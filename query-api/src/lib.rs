@@ -120,7 +120,11 @@ impl Application {
             tasks.clone(),
         );
         let answers = fresh::Answers::new(config.cache_bytes as u64);
-        let projection = ProjectionWatch::spawn(read_side.db.clone(), tasks.clone());
+        let projection = ProjectionWatch::spawn(
+            read_side.db.clone(),
+            Some((read_side.nats(), read_side.prefix.applied_subject())),
+            tasks.clone(),
+        );
         let index = listing::ProductIndex::spawn(
             read_side.db.clone(),
             collections.clone(),

@@ -78,6 +78,12 @@ impl Prefix {
         self.subject(&format!("views.product.{sku}"))
     }
 
+    /// `projection.applied`: the projector's applied position, each time its checkpoint
+    /// moves (core NATS; the checkpoint in MongoDB stays the durable record).
+    pub fn applied_subject(&self) -> String {
+        self.subject("projection.applied")
+    }
+
     /// `dlq.<consumer>.<original subject>`
     pub fn dlq_subject(&self, consumer: &str, original: &str) -> String {
         self.subject(&format!("dlq.{consumer}.{original}"))

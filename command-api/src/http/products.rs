@@ -214,7 +214,8 @@ async fn create(
         specs: given.specs,
     };
     let key = idempotency.scoped(&caller.user_id.to_string(), &body);
-    command::run(&state.pool, key, async |tx| {
+    // A create loads nothing and locks nothing: its append is its only write.
+    command::run_one(&state.pool, key, async |tx| {
         let (version, appended) = products::execute(
             &mut *tx,
             sku,
