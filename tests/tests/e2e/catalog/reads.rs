@@ -170,3 +170,38 @@ async fn a_position_not_reached_in_time_is_504_and_bad_positions_are_400() {
     assert_eq!(plain.status, 200);
     assert_eq!(plain.header("x-projection-position"), Some("0"));
 }
+
+/// The projector announces each applied position on `projection.applied`: readers that wait
+/// with `X-Min-Position` are woken by it instead of polling the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projector_announces_each_applied_position() {
+    use futures::StreamExt as _;
+
+    let catalog = Catalog::start().await;
+    let client = async_nats::connect(&catalog.env.nats_url).await.unwrap();
+    let mut announced = client
+        .subscribe(catalog.env.prefix.applied_subject())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let body = json!({
+        "name": "X100", "brand": "Fujifilm", "price": "1599.00",
+        "description": "A compact", "specs": {}
+    });
+    let (_, position) = catalog.create(body).await;
+    let reached = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(message) = announced.next().await {
+            let applied: i64 = std::str::from_utf8(&message.payload)
+                .unwrap()
+                .parse()
+                .unwrap();
+            if applied >= position {
+                return applied;
+            }
+        }
+        panic!("the subscription ended");
+    })
+    .await
+    .expect("no announcement of the create's position within 10 s");
+    assert!(reached >= position);
+}
