@@ -102,23 +102,14 @@ pub(super) struct NewProductBody {
 
 impl From<NewProductBody> for ProductBody {
     fn from(body: NewProductBody) -> Self {
-        let NewProductBody {
-            sku,
-            name,
-            brand,
-            price,
-            currency,
-            description,
-            specs,
-        } = body;
         ProductBody {
-            sku,
-            name,
-            brand,
-            price,
-            currency,
-            description,
-            specs,
+            sku: body.sku,
+            name: body.name,
+            brand: body.brand,
+            price: body.price,
+            currency: body.currency,
+            description: body.description,
+            specs: body.specs,
         }
     }
 }
